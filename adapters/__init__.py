@@ -1,0 +1,45 @@
+"""Prompt adapters: turn detector, tracker, annotation and array outputs into ``Prompts``.
+
+Installed as ``composeseg.adapters``. Each adapter reads a foreign result object by its
+attributes, so importing this package imports no detector library; names resolve lazily.
+
+A detector, for :class:`composeseg.pipelines.InstanceSegmentation`, is any callable
+``image -> Prompts``; the classes here (and a plain function) all qualify.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "PromptOptions": "composeseg.adapters.options",
+    "build_prompts": "composeseg.adapters.options",
+    "BOX_FORMATS": "composeseg.adapters.arrays",
+    "Letterbox": "composeseg.adapters.arrays",
+    "convert_boxes": "composeseg.adapters.arrays",
+    "from_boxes": "composeseg.adapters.arrays",
+    "from_detections": "composeseg.adapters.sv_detections",
+    "CocoBoxes": "composeseg.adapters.coco",
+    "from_transformers": "composeseg.adapters.transformers_detectors",
+    "TransformersDetector": "composeseg.adapters.transformers_detectors",
+    "from_ultralytics": "composeseg.adapters.ultralytics",
+    "UltralyticsDetector": "composeseg.adapters.ultralytics",
+    "load_detector": "composeseg.adapters.spec",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'composeseg.adapters' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,71 @@
+"""composeseg: a composable toolkit around the Segment Anything Model.
+
+Importing the package only defines names: torch, transformers and supervision are imported on
+first use of the objects that need them (PEP 562 lazy attributes), so ``import composeseg``
+stays fast and side-effect free.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from composeseg._version import __version__
+
+# public name -> module that defines it
+_LAZY = {
+    "Prompts": "composeseg.prompts",
+    "FOREGROUND": "composeseg.prompts",
+    "BACKGROUND": "composeseg.prompts",
+    "PADDING": "composeseg.prompts",
+    "MaskPrediction": "composeseg.prediction",
+    "ImageEmbedding": "composeseg.prediction",
+    "Sam": "composeseg.sam",
+    "load_sam": "composeseg.loading",
+    "load_image": "composeseg.image",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # names for type checkers and IDEs; resolved lazily at run time
+    from composeseg.image import load_image  # noqa: F401
+    from composeseg.loading import load_sam  # noqa: F401
+    from composeseg.prediction import ImageEmbedding, MaskPrediction  # noqa: F401
+    from composeseg.prompts import BACKGROUND, FOREGROUND, PADDING, Prompts  # noqa: F401
+    from composeseg.sam import Sam  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'composeseg' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def _extend_path_for_source_checkout() -> None:
+    """Make ``composeseg.adapters`` / ``composeseg.pipelines`` importable from a source tree.
+
+    Installed (wheel or editable), those packages are mapped into ``composeseg`` by the build
+    backend. When the tests run from the repository root without an install, ``adapters/`` and
+    ``pipelines/`` sit beside this package instead; adding the root to ``__path__`` lets the
+    import system find them under the ``composeseg.`` prefix without a top-level ``adapters``
+    name (which PyPI's ``adapters`` package owns).
+    """
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    if os.path.isdir(os.path.join(here, "pipelines")):
+        return  # wheel install: subpackages are inside
+    markers = ("pyproject.toml", os.path.join("adapters", "__init__.py"))
+    if all(os.path.exists(os.path.join(root, m)) for m in markers) and root not in __path__:
+        __path__.append(root)
+
+
+_extend_path_for_source_checkout()

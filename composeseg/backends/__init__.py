@@ -1,0 +1,1 @@
+"""Model-family backends: how each transformers SAM variant encodes and decodes."""

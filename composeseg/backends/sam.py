@@ -1,0 +1,33 @@
+"""SAM and SlimSAM (transformers ``SamModel``)."""
+
+from __future__ import annotations
+
+import torch
+
+from composeseg.backends.base import Backend, DecoderPrompts, expand_batch
+
+
+class SamBackend(Backend):
+    family = "sam"
+    resize_mode = "longest"
+
+    @property
+    def image_size(self) -> int:
+        return int(self.model.config.vision_config.image_size)
+
+    def encode(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (self.model.get_image_embeddings(pixel_values),)
+
+    def decode(
+        self, features: tuple[torch.Tensor, ...], prompts: DecoderPrompts, multimask: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        (embedding,) = expand_batch(features, len(prompts))
+        output = self.model(
+            image_embeddings=embedding,
+            input_points=None if prompts.points is None else prompts.points[:, None],
+            input_labels=None if prompts.labels is None else prompts.labels[:, None],
+            input_boxes=None if prompts.boxes is None else prompts.boxes[:, None],
+            input_masks=prompts.masks,
+            multimask_output=multimask,
+        )
+        return output.pred_masks[:, 0], output.iou_scores[:, 0]

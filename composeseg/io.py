@@ -1,0 +1,65 @@
+"""Atomic file writing and COCO RLE, shared by every command that writes results."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
+
+    A crash leaves either the old file or the new one, never a half-written file; this is what
+    lets batch jobs resume by skipping outputs that exist.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Write ``payload`` as JSON atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
+
+
+def write_image(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write an ``(H, W)`` / ``(H, W, 3)`` uint8 (or bool) array as PNG/JPEG, atomically."""
+    from PIL import Image
+
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp))
+
+
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """``(H, W) bool`` mask -> COCO RLE ``{"size": [H, W], "counts": str}`` (pycocotools)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
+    """COCO RLE (compressed str/bytes counts, or uncompressed list counts) -> ``(H, W) bool``."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(rle.get("counts"), list):
+        rle = mask_utils.frPyObjects(rle, *rle["size"])
+    elif isinstance(rle.get("counts"), str):
+        rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+    return mask_utils.decode(rle).astype(bool)

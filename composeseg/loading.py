@@ -1,0 +1,210 @@
+"""``load_sam``: hub ids, ``save_pretrained`` directories, Meta checkpoints, the demo model."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from composeseg.backends.base import Backend
+    from composeseg.sam import Sam
+
+DEMO_MODEL_DIR = Path(__file__).parent / "assets" / "demo_sam"
+"""Where the embedded demo model lives inside the package."""
+
+# transformers ``model_type`` -> (model class name, backend module, backend class)
+_FAMILIES: dict[str, tuple[str, str, str]] = {
+    "sam": ("SamModel", "composeseg.backends.sam", "SamBackend"),
+    "sam_hq": ("SamHQModel", "composeseg.backends.sam_hq", "SamHQBackend"),
+    "sam2": ("Sam2Model", "composeseg.backends.sam2", "Sam2Backend"),
+    "sam2_video": ("Sam2Model", "composeseg.backends.sam2", "Sam2Backend"),
+}
+
+KNOWN_MODELS: dict[str, str] = {
+    "sam-vit-base": "facebook/sam-vit-base",
+    "sam-vit-large": "facebook/sam-vit-large",
+    "sam-vit-huge": "facebook/sam-vit-huge",
+    "slimsam-50": "nielsr/slimsam-50-uniform",
+    "slimsam-77": "nielsr/slimsam-77-uniform",
+    "sam-hq-vit-base": "syscv-community/sam-hq-vit-base",
+    "sam-hq-vit-large": "syscv-community/sam-hq-vit-large",
+    "sam-hq-vit-huge": "syscv-community/sam-hq-vit-huge",
+    "sam2.1-hiera-tiny": "facebook/sam2.1-hiera-tiny",
+    "sam2.1-hiera-small": "facebook/sam2.1-hiera-small",
+    "sam2.1-hiera-base-plus": "facebook/sam2.1-hiera-base-plus",
+    "sam2.1-hiera-large": "facebook/sam2.1-hiera-large",
+}
+"""Short names accepted by :func:`load_sam` for the released hub checkpoints."""
+
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+
+def load_sam(
+    source: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    decode_batch_size: int = 16,
+) -> Sam:
+    """Load a SAM-family model behind one interface.
+
+    Args:
+        source: one of
+            - ``None``: the embedded demo model shipped in the package (works offline);
+            - a local directory written by ``save_pretrained`` (SAM, SlimSAM, SAM-HQ, SAM 2);
+            - an original Meta checkpoint file (``sam_vit_b_01ec64.pth`` …), converted in
+              memory;
+            - a hub id (``facebook/sam-vit-base``) or a short name from :data:`KNOWN_MODELS`,
+              loaded with ``from_pretrained``.
+        device: "cuda", "mps", "cpu" or a ``torch.device``; default: cuda, then mps, then cpu.
+        dtype: model dtype; default float32. ``torch.bfloat16`` is faster on CPUs with bf16
+            support and on GPUs; ``torch.float16`` on GPUs only.
+        decode_batch_size: objects per decoder call (see :class:`~composeseg.Sam`).
+
+    Raises:
+        FileNotFoundError: a path-like source that does not exist.
+        ValueError: a source that exists but is not a SAM model (corrupt file, unknown
+            architecture), naming the source and what was tried.
+    """
+    import torch
+
+    from composeseg.sam import Sam
+
+    target = _pick_device(device)
+    dtype = dtype or torch.float32
+    if dtype == torch.float16 and target.type == "cpu":
+        raise ValueError("float16 is not supported on CPU; use torch.bfloat16 or torch.float32")
+    with _quiet_transformers():
+        model, name = _load_model(source)
+    model = model.to(device=target, dtype=dtype).eval()
+    backend = _backend_for(model)
+    return Sam(backend, device=target, dtype=dtype, decode_batch_size=decode_batch_size, name=name)
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    # transformers draws a progress bar per weight file; for a model load that is noise.
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    import torch
+
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _load_model(source: str | os.PathLike | None) -> tuple[Any, str]:
+    if source is None:
+        if not (DEMO_MODEL_DIR / "config.json").exists():
+            raise FileNotFoundError(
+                f"the embedded demo model is missing from this install ({DEMO_MODEL_DIR}); "
+                "pass a model source, e.g. load_sam('facebook/sam-vit-base')"
+            )
+        return _from_directory(DEMO_MODEL_DIR), "composeseg-demo"
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _from_directory(path), text
+    if path.is_file():
+        return _from_checkpoint_file(path), text
+    if _looks_like_path(text):
+        raise FileNotFoundError(f"model source {text!r} is not an existing file or directory")
+    return _from_hub(KNOWN_MODELS.get(text, text)), text
+
+
+def _looks_like_path(text: str) -> bool:
+    # Hub ids are "name" or "org/name"; anything else was meant as a local path.
+    return (
+        text.startswith((".", "/", "~"))
+        or text.endswith((*_CHECKPOINT_SUFFIXES, ".safetensors"))
+        or text.count("/") > 1
+        or "\\" in text
+    )
+
+
+def _model_class(model_type: str, source: str) -> Any:
+    import transformers
+
+    if model_type not in _FAMILIES:
+        raise ValueError(
+            f"{source}: model_type {model_type!r} is not a supported SAM family "
+            f"(supported: {', '.join(sorted(_FAMILIES))})"
+        )
+    class_name = _FAMILIES[model_type][0]
+    model_class = getattr(transformers, class_name, None)
+    if model_class is None:
+        raise ValueError(
+            f"{source}: transformers {transformers.__version__} has no {class_name}; "
+            "upgrade transformers"
+        )
+    return model_class
+
+
+def _from_directory(path: Path) -> Any:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ValueError(f"{path} has no config.json: not a save_pretrained model directory")
+    try:
+        model_type = json.loads(config_file.read_text())["model_type"]
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as error:
+        raise ValueError(f"{config_file} is not a valid transformers config ({error})") from None
+    model_class = _model_class(model_type, str(path))
+    try:
+        return model_class.from_pretrained(path)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{path}: loading {model_class.__name__} failed: {error}") from error
+
+
+def _from_checkpoint_file(path: Path) -> Any:
+    if path.suffix == ".safetensors" or path.name == "config.json":
+        raise ValueError(
+            f"{path}: pass the directory that holds config.json and the weights, not one file"
+        )
+    from composeseg.convert import load_meta_sam_checkpoint
+
+    return load_meta_sam_checkpoint(path)
+
+
+def _from_hub(repo_id: str) -> Any:
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(repo_id)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{repo_id!r} is not a local file or directory, and loading it as a hub id failed "
+            f"(no network, or no such repository?): {error}"
+        ) from error
+    model_class = _model_class(config.model_type, repo_id)
+    return model_class.from_pretrained(repo_id)
+
+
+def _backend_for(model: Any) -> Backend:
+    import importlib
+
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in _FAMILIES:
+        raise ValueError(f"no composeseg backend for model_type {model_type!r}")
+    _, module, class_name = _FAMILIES[model_type]
+    backend_class = getattr(importlib.import_module(module), class_name)
+    return backend_class(model)  # type: ignore[no-any-return]

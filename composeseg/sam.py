@@ -1,0 +1,285 @@
+"""One interface over the transformers SAM family: embed once, prompt many times."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from composeseg.backends.base import Backend, DecoderPrompts
+from composeseg.image import ImageSource, load_image
+from composeseg.prediction import ImageEmbedding, MaskPrediction
+from composeseg.prompts import PADDING, Prompts, as_prompts
+from composeseg.transforms import (
+    boxes_to_input_frame,
+    coords_to_input_frame,
+    preprocess,
+    upscale_logits,
+)
+
+# Upsampled float logits are produced in slices of at most this many bytes, so a 64-object
+# prediction on a 12-megapixel photo never holds gigabytes of float32 at once.
+_UPSCALE_BYTES = 256 * 2**20
+
+
+class Sam:
+    """A loaded SAM-family model. Build it with :func:`composeseg.load_sam`.
+
+    Args:
+        backend: the model family's backend (holds the transformers model).
+        device: where the model lives.
+        dtype: the model's floating dtype (float32, or bfloat16 / float16 opt-in).
+        decode_batch_size: objects per decoder call. The decoder repeats the image embedding
+            per object, so its cost grows linearly; past ~16 objects a batch gets slower per
+            object (memory traffic), measured in ``benchmarks/bench_segment.py``.
+        name: where the model came from, for messages.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        decode_batch_size: int = 16,
+        name: str = "",
+    ) -> None:
+        if decode_batch_size < 1:
+            raise ValueError(f"decode_batch_size must be >= 1, got {decode_batch_size}")
+        self.backend = backend
+        self.device = device
+        self.dtype = dtype
+        self.decode_batch_size = decode_batch_size
+        self.name = name or type(backend.model).__name__
+        self._key = f"{backend.family}:{id(backend.model)}"
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The underlying transformers model."""
+        return self.backend.model
+
+    @property
+    def family(self) -> str:
+        """ "sam" (also SlimSAM), "sam_hq" or "sam2"."""
+        return self.backend.family
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square model input, in pixels (1024 for the released models)."""
+        return self.backend.image_size
+
+    def __repr__(self) -> str:
+        return (
+            f"Sam({self.name!r}, family={self.family!r}, device={self.device}, "
+            f"dtype={self.dtype}, image_size={self.image_size})"
+        )
+
+    @torch.inference_mode()
+    def embed(self, image: ImageSource) -> ImageEmbedding:
+        """Run the image encoder once.
+
+        Args:
+            image: a path, a PIL image, or an ``(H, W, 3) uint8`` RGB array (grayscale, RGBA,
+                palette, 16-bit and EXIF-rotated inputs are normalised by
+                :func:`composeseg.load_image`).
+
+        Returns:
+            An :class:`ImageEmbedding` to pass to :meth:`segment` any number of times.
+        """
+        rgb = load_image(image)
+        pixels, input_size = preprocess(
+            rgb,
+            self.image_size,
+            self.backend.resize_mode,
+            self.backend.pixel_mean,
+            self.backend.pixel_std,
+        )
+        features = self.backend.encode(pixels.to(self.device, self.dtype))
+        return ImageEmbedding(
+            features=tuple(features),
+            original_size=(int(rgb.shape[0]), int(rgb.shape[1])),
+            input_size=input_size,
+            model_key=self._key,
+        )
+
+    @torch.inference_mode()
+    def segment(
+        self,
+        image_or_embedding: ImageSource | ImageEmbedding,
+        prompts: Prompts | None = None,
+        *,
+        boxes: Any = None,
+        points: Any = None,
+        point_labels: Any = None,
+        mask_input: Any = None,
+        multimask: bool = False,
+    ) -> MaskPrediction:
+        """Predict masks for N objects; all go through the decoder in batched calls.
+
+        Args:
+            image_or_embedding: an image (see :meth:`embed`) or an embedding from it.
+            prompts: a :class:`~composeseg.Prompts` batch, or use the keyword arrays:
+            boxes: ``(N, 4)`` (or ``(4,)``) xyxy, pixels of the original image. Boxes partly
+                outside the image are clipped to it.
+            points: ``(N, P, 2)`` (or ``(P, 2)``) xy, pixels of the original image.
+            point_labels: ``(N, P)`` (or ``(P,)``): 1 foreground, 0 background, -1 padding.
+            mask_input: ``(N, M, M)`` (or ``(M, M)``) logits of an earlier prediction, to
+                refine it (M = 256 for the released models).
+            multimask: return SAM's 3 candidate masks per object instead of 1.
+
+        Returns:
+            A :class:`MaskPrediction` with ``masks (N, K, H, W) bool``, ``scores (N, K)``,
+            ``logits (N, K, M, M)`` (M = 256 for the released models); K = 3 with
+            ``multimask`` else 1. No prompts give an empty prediction.
+
+        Raises:
+            ValueError: inverted, empty, NaN or out-of-image boxes; points outside the image
+                or without labels; mismatched shapes. The message names the index and value.
+        """
+        embedding = self._as_embedding(image_or_embedding)
+        batch = fit_to_image(
+            as_prompts(
+                prompts,
+                boxes=boxes,
+                points=points,
+                point_labels=point_labels,
+                mask_input=mask_input,
+            ),
+            embedding.original_size,
+        )
+        logits, scores = self.decode_low_res(embedding, batch, multimask=multimask)
+        return MaskPrediction(
+            masks=self.masks_from_logits(logits, embedding),
+            scores=scores.float().cpu().numpy(),
+            logits=logits.float().cpu().numpy(),
+            prompts=batch,
+            original_size=embedding.original_size,
+        )
+
+    @torch.inference_mode()
+    def decode_low_res(
+        self, embedding: ImageEmbedding, prompts: Prompts, *, multimask: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the prompt decoder only, in chunks of :attr:`decode_batch_size` objects.
+
+        The building block for pipelines that filter candidates before paying for full
+        resolution (automatic mask generation). ``prompts`` must already fit the image
+        (:func:`fit_to_image`).
+
+        Returns:
+            ``(N, K, M, M)`` low-res logits and ``(N, K)`` predicted IoU, float32 tensors on
+            :attr:`device`.
+        """
+        embedding = self._as_embedding(embedding)
+        size = self.backend.mask_size
+        if prompts.mask_input is not None and prompts.mask_input.shape[1:] != (size, size):
+            raise ValueError(
+                f"mask_input must be ({len(prompts)}, {size}, {size}) logits for this model, "
+                f"got {prompts.mask_input.shape}"
+            )
+        k = 3 if multimask else 1
+        logits = torch.zeros((len(prompts), k, size, size), device=self.device)
+        scores = torch.zeros((len(prompts), k), device=self.device)
+        for start, chunk in self._chunks(prompts, embedding):
+            low_res, iou = self.backend.decode(embedding.features, chunk, multimask)
+            logits[start : start + len(chunk)] = low_res.float()
+            scores[start : start + len(chunk)] = iou.float()
+        return logits, scores
+
+    @torch.inference_mode()
+    def masks_from_logits(self, logits: torch.Tensor, embedding: ImageEmbedding) -> np.ndarray:
+        """Threshold ``(N, K, M, M)`` low-res logits at 0 at the original resolution.
+
+        Returns:
+            ``(N, K, H, W) bool``. Upsampling runs in slices so that float buffers stay small
+            whatever N and the image size.
+        """
+        count, k = logits.shape[:2]
+        height, width = embedding.original_size
+        out = np.zeros((count, k, height, width), bool)
+        step = max(1, _UPSCALE_BYTES // (k * height * width * 4))
+        for i in range(0, count, step):
+            full = upscale_logits(
+                logits[i : i + step],
+                self.image_size,
+                embedding.input_size,
+                embedding.original_size,
+                self.backend.resize_mode,
+            )
+            out[i : i + step] = (full > 0).cpu().numpy()
+        return out
+
+    def _as_embedding(self, value: ImageSource | ImageEmbedding) -> ImageEmbedding:
+        if not isinstance(value, ImageEmbedding):
+            return self.embed(value)
+        if value.model_key != self._key:
+            raise ValueError(
+                "this ImageEmbedding was computed by another model; embed the image with "
+                f"{self!r} first"
+            )
+        return value
+
+    def _chunks(
+        self, batch: Prompts, embedding: ImageEmbedding
+    ) -> Iterator[tuple[int, DecoderPrompts]]:
+        size, frame = embedding.original_size, embedding.input_size
+        boxes = None if batch.boxes is None else boxes_to_input_frame(batch.boxes, size, frame)
+        points = None if batch.points is None else coords_to_input_frame(batch.points, size, frame)
+        for start in range(0, len(batch), self.decode_batch_size):
+            rows = slice(start, start + self.decode_batch_size)
+            yield (
+                start,
+                DecoderPrompts(
+                    boxes=self._tensor(boxes, rows),
+                    points=self._tensor(points, rows),
+                    labels=None
+                    if batch.point_labels is None
+                    else torch.from_numpy(batch.point_labels[rows].astype(np.int64)).to(
+                        self.device
+                    ),
+                    masks=None
+                    if batch.mask_input is None
+                    else self._tensor(batch.mask_input[:, None], rows),
+                ),
+            )
+
+    def _tensor(self, array: np.ndarray | None, rows: slice) -> torch.Tensor | None:
+        if array is None:
+            return None
+        return torch.from_numpy(np.ascontiguousarray(array[rows])).to(self.device, self.dtype)
+
+
+def fit_to_image(prompts: Prompts, original_size: tuple[int, int]) -> Prompts:
+    """Clip boxes to the ``(H, W)`` image and reject prompts that do not touch it.
+
+    Raises:
+        ValueError: a box that lies entirely outside the image (empty after clipping), or a
+            point outside ``[0, W] x [0, H]``, naming its index and value.
+    """
+    height, width = original_size
+    if prompts.points is not None and prompts.point_labels is not None:
+        used = prompts.point_labels != PADDING
+        x, y = prompts.points[..., 0], prompts.points[..., 1]
+        outside = used & ((x < 0) | (x > width) | (y < 0) | (y > height))
+        if outside.any():
+            i, j = np.argwhere(outside)[0]
+            raise ValueError(
+                f"points[{i}, {j}] = {prompts.points[i, j].tolist()} lies outside the "
+                f"{width}x{height} image"
+            )
+    if prompts.boxes is None:
+        return prompts
+    clipped = prompts.boxes.copy()
+    clipped[:, 0::2] = clipped[:, 0::2].clip(0, width)
+    clipped[:, 1::2] = clipped[:, 1::2].clip(0, height)
+    empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+    if empty.any():
+        i = int(np.argmax(empty))
+        raise ValueError(
+            f"boxes[{i}] = {prompts.boxes[i].tolist()} lies outside the {width}x{height} image"
+        )
+    if np.array_equal(clipped, prompts.boxes):
+        return prompts
+    return prompts.replace(boxes=clipped)

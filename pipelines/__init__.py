@@ -1,0 +1,28 @@
+"""Pipelines that compose SAM with other systems; each returns ``supervision.Detections``.
+
+Installed as ``composeseg.pipelines``. Names are resolved lazily so that importing the package
+stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "annotate": "composeseg.pipelines.visualize",
+    "InstanceSegmentation": "composeseg.pipelines.instance",
+    "InstanceConfig": "composeseg.pipelines.instance",
+    "ImageResult": "composeseg.pipelines.instance",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'composeseg.pipelines' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
