@@ -8,6 +8,14 @@ import numpy as np
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests use tiny models: one thread avoids oversubscription stalls on shared 2-core machines
+    # (seen: 0.02 s forward passes taking 2 s with two threads under load).
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_sam_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-init tiny ``SamModel`` written by ``save_pretrained``."""

@@ -1,0 +1,515 @@
+"""Meta's original SAM checkpoints (``sam_vit_{b,l,h}_*.pth``) → transformers ``SamModel``.
+
+Everything happens in memory: the architecture is read off the tensor shapes, the keys are
+renamed to transformers' names, and the weights are loaded strictly into a ``SamModel`` built
+on the ``meta`` device (no random init of a ViT-H, no file written).
+
+What cannot be read from the tensors and is taken from Meta's code unless given:
+
+- the two-way transformer's head count (8 in every released model);
+- the image encoder's head count when there are no relative-position tables (with them,
+  heads = width / table width);
+- which blocks attend globally and the window size when there are no relative-position tables
+  (then every block is taken as global, the ``ImageEncoderViT`` default);
+- the image size when there is no absolute positional embedding;
+- layer-norm eps: 1e-6 in the image encoder, 1e-5 in the two-way transformer.
+
+Meta's ``pixel_mean`` / ``pixel_std`` are preprocessing constants (non-persistent buffers,
+absent from the released files); if a state dict carries them they are dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from transformers import SamConfig, SamModel
+
+from composeseg.tiny import sam_config
+
+__all__ = [
+    "convert_meta_sam_state_dict",
+    "is_meta_sam_state_dict",
+    "load_meta_sam_checkpoint",
+    "sam_config_from_meta_state_dict",
+]
+
+# Keys every Meta SAM state dict has, one per sub-module.
+_SIGNATURE_KEYS = (
+    "image_encoder.patch_embed.proj.weight",
+    "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
+    "mask_decoder.iou_token.weight",
+)
+_IGNORED_KEYS = frozenset({"pixel_mean", "pixel_std"})
+_WRAPPER_KEYS = ("model", "state_dict")
+
+# (Meta pattern, transformers replacement), applied with re.fullmatch, first match wins.
+# Multi-layer perceptrons of the mask decoder are handled separately (their names depend
+# on depth).
+_RENAMES: tuple[tuple[str, str], ...] = (
+    # image encoder
+    (
+        r"image_encoder\.patch_embed\.proj\.(weight|bias)",
+        r"vision_encoder.patch_embed.projection.\1",
+    ),
+    (r"image_encoder\.pos_embed", r"vision_encoder.pos_embed"),
+    (
+        r"image_encoder\.blocks\.(\d+)\.norm([12])\.(weight|bias)",
+        r"vision_encoder.layers.\1.layer_norm\2.\3",
+    ),
+    (
+        r"image_encoder\.blocks\.(\d+)\.attn\.(qkv\.weight|qkv\.bias|proj\.weight|proj\.bias|rel_pos_h|rel_pos_w)",
+        r"vision_encoder.layers.\1.attn.\2",
+    ),
+    (
+        r"image_encoder\.blocks\.(\d+)\.mlp\.(lin[12])\.(weight|bias)",
+        r"vision_encoder.layers.\1.mlp.\2.\3",
+    ),
+    (r"image_encoder\.neck\.0\.weight", r"vision_encoder.neck.conv1.weight"),
+    (r"image_encoder\.neck\.1\.(weight|bias)", r"vision_encoder.neck.layer_norm1.\1"),
+    (r"image_encoder\.neck\.2\.weight", r"vision_encoder.neck.conv2.weight"),
+    (r"image_encoder\.neck\.3\.(weight|bias)", r"vision_encoder.neck.layer_norm2.\1"),
+    # prompt encoder
+    (r"prompt_encoder\.point_embeddings\.(\d+)\.weight", r"prompt_encoder.point_embed.\1.weight"),
+    (r"prompt_encoder\.not_a_point_embed\.weight", r"prompt_encoder.not_a_point_embed.weight"),
+    (r"prompt_encoder\.no_mask_embed\.weight", r"prompt_encoder.no_mask_embed.weight"),
+    (r"prompt_encoder\.mask_downscaling\.0\.(weight|bias)", r"prompt_encoder.mask_embed.conv1.\1"),
+    (
+        r"prompt_encoder\.mask_downscaling\.1\.(weight|bias)",
+        r"prompt_encoder.mask_embed.layer_norm1.\1",
+    ),
+    (r"prompt_encoder\.mask_downscaling\.3\.(weight|bias)", r"prompt_encoder.mask_embed.conv2.\1"),
+    (
+        r"prompt_encoder\.mask_downscaling\.4\.(weight|bias)",
+        r"prompt_encoder.mask_embed.layer_norm2.\1",
+    ),
+    (r"prompt_encoder\.mask_downscaling\.6\.(weight|bias)", r"prompt_encoder.mask_embed.conv3.\1"),
+    # mask decoder
+    (r"mask_decoder\.(iou_token|mask_tokens)\.weight", r"mask_decoder.\1.weight"),
+    (
+        r"mask_decoder\.transformer\.layers\.(\d+)\."
+        r"(self_attn|cross_attn_token_to_image|cross_attn_image_to_token)\."
+        r"([qkv]_proj|out_proj)\.(weight|bias)",
+        r"mask_decoder.transformer.layers.\1.\2.\3.\4",
+    ),
+    (
+        r"mask_decoder\.transformer\.layers\.(\d+)\.norm([1-4])\.(weight|bias)",
+        r"mask_decoder.transformer.layers.\1.layer_norm\2.\3",
+    ),
+    (
+        r"mask_decoder\.transformer\.layers\.(\d+)\.mlp\.(lin[12])\.(weight|bias)",
+        r"mask_decoder.transformer.layers.\1.mlp.\2.\3",
+    ),
+    (
+        r"mask_decoder\.transformer\.final_attn_token_to_image\.([qkv]_proj|out_proj)\.(weight|bias)",
+        r"mask_decoder.transformer.final_attn_token_to_image.\1.\2",
+    ),
+    (
+        r"mask_decoder\.transformer\.norm_final_attn\.(weight|bias)",
+        r"mask_decoder.transformer.layer_norm_final_attn.\1",
+    ),
+    (r"mask_decoder\.output_upscaling\.0\.(weight|bias)", r"mask_decoder.upscale_conv1.\1"),
+    (r"mask_decoder\.output_upscaling\.1\.(weight|bias)", r"mask_decoder.upscale_layer_norm.\1"),
+    (r"mask_decoder\.output_upscaling\.3\.(weight|bias)", r"mask_decoder.upscale_conv2.\1"),
+)
+_COMPILED_RENAMES = tuple((re.compile(pattern), repl) for pattern, repl in _RENAMES)
+# Meta's MLP(layers.0 .. layers.{n-1}) → transformers' SamFeedForward(proj_in, layers.*, proj_out)
+_MLP = re.compile(
+    r"mask_decoder\.(output_hypernetworks_mlps\.\d+|iou_prediction_head)\.layers\.(\d+)\.(weight|bias)"
+)
+_GAUSSIAN = "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"
+_HF_POSITIONAL = (
+    "shared_image_embedding.positional_embedding",
+    # tied to the one above in SamModel, but present in its state dict under both names
+    "prompt_encoder.shared_embedding.positional_embedding",
+)
+
+
+def is_meta_sam_state_dict(state_dict: Mapping[str, Any]) -> bool:
+    """Whether ``state_dict`` looks like a Meta ``segment_anything`` SAM state dict.
+
+    True when it is a mapping holding tensors under Meta's key names for the three
+    sub-modules (``image_encoder.``, ``prompt_encoder.``, ``mask_decoder.``). A transformers
+    state dict, a wrapper such as ``{"model": sd}`` or a SAM 2 checkpoint gives False.
+    """
+    if not isinstance(state_dict, Mapping):
+        return False
+    return all(isinstance(state_dict.get(key), torch.Tensor) for key in _SIGNATURE_KEYS)
+
+
+def _shape(state_dict: Mapping[str, torch.Tensor], key: str) -> tuple[int, ...]:
+    if key not in state_dict:
+        raise ValueError(f"not a complete Meta SAM state dict: missing key {key!r}")
+    return tuple(state_dict[key].shape)
+
+
+def _indexes(state_dict: Mapping[str, torch.Tensor], prefix: str) -> list[int]:
+    """The sorted ``N`` of the keys ``prefix + N + '.…'``, checked to be 0..n-1."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    found = sorted({int(m.group(1)) for key in state_dict if (m := pattern.match(key))})
+    if found != list(range(len(found))):
+        raise ValueError(f"the indexes under {prefix!r} are not 0..n-1: {found}")
+    return found
+
+
+def sam_config_from_meta_state_dict(
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    decoder_num_attention_heads: int = 8,
+    num_attention_heads: int | None = None,
+    image_size: int | None = None,
+) -> SamConfig:
+    """The ``SamConfig`` of the model that produced a Meta SAM state dict, read from its shapes.
+
+    Recognises ViT-B/L/H and any other ``segment_anything.modeling`` build: width, depth and
+    MLP width of the image encoder, heads (width / relative-position table width), the blocks
+    with global attention (relative-position table ``2 * grid - 1`` long) and the window size
+    (the others' tables are ``2 * window - 1``), image and patch size, neck channels, the
+    prompt encoder's width and mask channels, and the mask decoder's width, depth, MLP width,
+    attention downsample rate, number of mask outputs and IoU head.
+
+    Args:
+        state_dict: Meta key names → tensors (only shapes are read; ``meta`` tensors work).
+        decoder_num_attention_heads: the two-way transformer's heads, which no shape records
+            (8 in Meta's code).
+        num_attention_heads: image-encoder heads, needed only without relative positions.
+        image_size: model input size in pixels, needed only without ``pos_embed``.
+
+    Raises:
+        ValueError: not a SAM state dict, or an architecture transformers' ``SamModel`` cannot
+            express (the message names the offending key and shape).
+    """
+    if not is_meta_sam_state_dict(state_dict):
+        raise ValueError(
+            "not a Meta SAM state dict: expected tensors under "
+            f"{', '.join(repr(k) for k in _SIGNATURE_KEYS)}"
+        )
+    sd = state_dict
+    hidden, num_channels, patch_h, patch_w = _shape(sd, "image_encoder.patch_embed.proj.weight")
+    if patch_h != patch_w:
+        raise ValueError(f"non-square patches are not supported: patch {patch_h}x{patch_w}")
+    patch = patch_h
+
+    blocks = _indexes(sd, "image_encoder.blocks.")
+    if not blocks:
+        raise ValueError("the image encoder has no blocks (no 'image_encoder.blocks.0.*' keys)")
+    depth = len(blocks)
+    mlp_dim = _shape(sd, "image_encoder.blocks.0.mlp.lin1.weight")[0]
+    qkv_bias = "image_encoder.blocks.0.attn.qkv.bias" in sd
+    use_rel_pos = "image_encoder.blocks.0.attn.rel_pos_h" in sd
+    use_abs_pos = "image_encoder.pos_embed" in sd
+
+    if use_abs_pos:
+        pos = _shape(sd, "image_encoder.pos_embed")
+        if len(pos) != 4 or pos[1] != pos[2] or pos[3] != hidden:
+            raise ValueError(
+                f"image_encoder.pos_embed has shape {pos}, expected (1, grid, grid, {hidden})"
+            )
+        grid = pos[1]
+        if image_size is not None and image_size != grid * patch:
+            raise ValueError(
+                f"image_size={image_size} disagrees with pos_embed: "
+                f"{grid} x {patch} = {grid * patch}"
+            )
+    elif image_size is not None:
+        grid = image_size // patch
+    else:
+        raise ValueError(
+            "the state dict has no image_encoder.pos_embed, so the image size is unknown: "
+            "pass image_size"
+        )
+
+    if use_rel_pos:
+        head_dim = _shape(sd, "image_encoder.blocks.0.attn.rel_pos_h")[1]
+        if hidden % head_dim:
+            raise ValueError(
+                f"rel_pos_h width {head_dim} does not divide the encoder width {hidden}"
+            )
+        heads = hidden // head_dim
+        if num_attention_heads is not None and num_attention_heads != heads:
+            raise ValueError(
+                f"num_attention_heads={num_attention_heads} disagrees with the relative-position "
+                f"tables ({hidden} / {head_dim} = {heads} heads)"
+            )
+        global_indexes: list[int] = []
+        windows: set[int] = set()
+        for i in blocks:
+            length = _shape(sd, f"image_encoder.blocks.{i}.attn.rel_pos_h")[0]
+            if length == 2 * grid - 1:
+                global_indexes.append(i)
+            elif length % 2 == 1:
+                windows.add((length + 1) // 2)
+            else:
+                raise ValueError(
+                    f"image_encoder.blocks.{i}.attn.rel_pos_h has even length {length}; "
+                    "expected 2 * window - 1"
+                )
+        if len(windows) > 1:
+            raise ValueError(
+                f"windowed blocks use different window sizes {sorted(windows)}; transformers' "
+                "SamVisionConfig has a single window_size"
+            )
+        # no windowed block: every block global (window_size 0 means global in transformers)
+        window_size = windows.pop() if windows else 0
+    else:
+        if num_attention_heads is None:
+            raise ValueError(
+                "the image encoder has no relative-position tables, so its head count is "
+                "unknown: pass num_attention_heads"
+            )
+        heads = num_attention_heads
+        global_indexes = list(blocks)
+        window_size = 0
+
+    out_chans = _shape(sd, "image_encoder.neck.0.weight")[0]
+    prompt_dim = _shape(sd, "prompt_encoder.point_embeddings.0.weight")[1]
+    num_point_embeddings = len(_indexes(sd, "prompt_encoder.point_embeddings."))
+    if num_point_embeddings != 4:
+        raise ValueError(f"expected 4 prompt point embeddings, found {num_point_embeddings}")
+    gaussian = _shape(sd, _GAUSSIAN)
+    if len(gaussian) != 2 or gaussian[0] != 2 or 2 * gaussian[1] != prompt_dim:
+        raise ValueError(
+            f"{_GAUSSIAN} has shape {gaussian}, expected (2, {prompt_dim // 2}) "
+            f"for prompt width {prompt_dim}"
+        )
+    mask_in_chans = _shape(sd, "prompt_encoder.mask_downscaling.3.weight")[0]
+
+    decoder_dim = _shape(sd, "mask_decoder.iou_token.weight")[1]
+    num_mask_tokens = _shape(sd, "mask_decoder.mask_tokens.weight")[0]
+    decoder_layers = _indexes(sd, "mask_decoder.transformer.layers.")
+    if not decoder_layers:
+        raise ValueError("the mask decoder's two-way transformer has no layers")
+    decoder_mlp_dim = _shape(sd, "mask_decoder.transformer.layers.0.mlp.lin1.weight")[0]
+    internal = _shape(
+        sd, "mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"
+    )[0]
+    if decoder_dim % internal:
+        raise ValueError(
+            f"cross-attention width {internal} does not divide the decoder width {decoder_dim}"
+        )
+    for key in (
+        "mask_decoder.transformer.layers.0.cross_attn_image_to_token.q_proj.weight",
+        "mask_decoder.transformer.final_attn_token_to_image.q_proj.weight",
+    ):
+        if _shape(sd, key)[0] != internal:
+            raise ValueError(
+                f"{key} has width {_shape(sd, key)[0]} but the token-to-image cross-attention "
+                f"{internal}; transformers uses one attention_downsample_rate for all of them"
+            )
+    hypernetworks = _indexes(sd, "mask_decoder.output_hypernetworks_mlps.")
+    if len(hypernetworks) != num_mask_tokens:
+        raise ValueError(
+            f"{len(hypernetworks)} output hypernetwork MLPs for {num_mask_tokens} mask tokens"
+        )
+    hyper_depth = len(_indexes(sd, "mask_decoder.output_hypernetworks_mlps.0.layers."))
+    if hyper_depth != 3:
+        raise ValueError(f"output hypernetwork MLPs have {hyper_depth} layers; transformers uses 3")
+    iou_depth = len(_indexes(sd, "mask_decoder.iou_prediction_head.layers."))
+    iou_hidden = _shape(sd, "mask_decoder.iou_prediction_head.layers.0.weight")[0]
+
+    try:
+        return sam_config(
+            image_size=grid * patch,
+            patch_size=patch,
+            hidden_size=hidden,
+            num_hidden_layers=depth,
+            num_attention_heads=heads,
+            window_size=window_size,
+            global_attn_indexes=tuple(global_indexes),
+            mlp_dim=mlp_dim,
+            output_channels=out_chans,
+            decoder_hidden_size=decoder_dim,
+            decoder_num_layers=len(decoder_layers),
+            decoder_num_heads=decoder_num_attention_heads,
+            decoder_mlp_dim=decoder_mlp_dim,
+            use_rel_pos=use_rel_pos,
+            use_abs_pos=use_abs_pos,
+            qkv_bias=qkv_bias,
+            num_channels=num_channels,
+            mask_input_channels=mask_in_chans,
+            num_multimask_outputs=num_mask_tokens - 1,
+            iou_head_depth=iou_depth,
+            iou_head_hidden_dim=iou_hidden,
+            attention_downsample_rate=decoder_dim // internal,
+        )
+    except ValueError as exc:
+        raise ValueError(f"unsupported SAM architecture in the state dict: {exc}") from exc
+
+
+def _rename(key: str, mlp_depths: Mapping[str, int]) -> list[str]:
+    """transformers names for one Meta key; empty when the key is not part of SAM."""
+    if key == _GAUSSIAN:
+        return list(_HF_POSITIONAL)
+    for pattern, repl in _COMPILED_RENAMES:
+        if pattern.fullmatch(key):
+            return [pattern.sub(repl, key)]
+    match = _MLP.fullmatch(key)
+    if match:
+        mlp, index, kind = match.group(1), int(match.group(2)), match.group(3)
+        depth = mlp_depths[mlp]
+        if index == 0:
+            name = "proj_in"
+        elif index == depth - 1:
+            name = "proj_out"
+        else:
+            name = f"layers.{index - 1}"
+        return [f"mask_decoder.{mlp}.{name}.{kind}"]
+    return []
+
+
+def _mlp_depths(state_dict: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    depths: dict[str, int] = {}
+    for key in state_dict:
+        match = _MLP.fullmatch(key)
+        if match:
+            mlp, index = match.group(1), int(match.group(2))
+            depths[mlp] = max(depths.get(mlp, 0), index + 1)
+    return depths
+
+
+def _empty_sam_model(config: SamConfig) -> SamModel:
+    """A ``SamModel`` with parameters on the ``meta`` device: its key names and shapes only."""
+    with torch.device("meta"):
+        return SamModel(config)
+
+
+def convert_meta_sam_state_dict(
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    decoder_num_attention_heads: int = 8,
+    num_attention_heads: int | None = None,
+    image_size: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Renames a Meta SAM state dict to transformers' ``SamModel`` keys.
+
+    The returned dict has exactly the keys of ``SamModel(config).state_dict()`` for the
+    inferred config (including both names of the tied positional-embedding matrix), holding the
+    caller's tensors (not copies); the input is not modified. Keyword arguments as in
+    :func:`sam_config_from_meta_state_dict`.
+
+    Raises:
+        ValueError: not a SAM state dict, an unsupported architecture, or keys that do not
+            map one-to-one (the message lists unexpected, missing and mis-shaped keys).
+    """
+    config = sam_config_from_meta_state_dict(
+        state_dict,
+        decoder_num_attention_heads=decoder_num_attention_heads,
+        num_attention_heads=num_attention_heads,
+        image_size=image_size,
+    )
+    return _convert(state_dict, _empty_sam_model(config).state_dict())
+
+
+def _convert(
+    state_dict: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Renames ``state_dict`` and checks it against ``reference`` (a SamModel state dict)."""
+    depths = _mlp_depths(state_dict)
+    converted: dict[str, torch.Tensor] = {}
+    unexpected: list[str] = []
+    for key, tensor in state_dict.items():
+        if key in _IGNORED_KEYS:
+            continue
+        new_keys = _rename(key, depths)
+        if not new_keys:
+            unexpected.append(key)
+        for new_key in new_keys:
+            converted[new_key] = tensor
+    missing = sorted(set(reference) - set(converted))
+    extra = sorted(set(converted) - set(reference))
+    mis_shaped = [
+        f"{key}: {tuple(converted[key].shape)} vs {tuple(reference[key].shape)}"
+        for key in sorted(set(reference) & set(converted))
+        if converted[key].shape != reference[key].shape
+    ]
+    problems = []
+    if unexpected:
+        problems.append(f"unexpected Meta keys {unexpected}")
+    if extra:
+        problems.append(f"keys with no place in SamModel {extra}")
+    if missing:
+        problems.append(f"SamModel keys left without a value {missing}")
+    if mis_shaped:
+        problems.append(f"shape mismatches (converted vs expected) {mis_shaped}")
+    if problems:
+        raise ValueError("cannot convert the Meta SAM state dict: " + "; ".join(problems))
+    return converted
+
+
+def _unwrap(obj: Any, path: str) -> Mapping[str, torch.Tensor]:
+    if is_meta_sam_state_dict(obj):
+        return obj
+    if isinstance(obj, Mapping):
+        for wrapper in _WRAPPER_KEYS:
+            inner = obj.get(wrapper)
+            if isinstance(inner, Mapping) and is_meta_sam_state_dict(inner):
+                return inner
+        keys = list(obj)[:8]
+        found = f"a dict with keys {keys}{' …' if len(obj) > 8 else ''}"
+    else:
+        found = f"a {type(obj).__name__}"
+    raise ValueError(
+        f"{path} is not a Meta SAM checkpoint: it holds {found}; tried the top level and the "
+        f"{' / '.join(repr(k) for k in _WRAPPER_KEYS)} entries for tensors under "
+        f"{', '.join(repr(k) for k in _SIGNATURE_KEYS)}"
+    )
+
+
+def load_meta_sam_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    decoder_num_attention_heads: int = 8,
+    num_attention_heads: int | None = None,
+    image_size: int | None = None,
+) -> SamModel:
+    """Loads Meta's ``sam_vit_{b,l,h}_*.pth`` (or any ``segment_anything`` SAM) as a ``SamModel``.
+
+    Reads the file with ``torch.load(map_location="cpu", weights_only=True)``; accepts a raw
+    state dict or one wrapped as ``{"model": sd}`` / ``{"state_dict": sd}``. The architecture
+    is inferred (see :func:`sam_config_from_meta_state_dict`, whose keyword arguments this
+    takes), the weights are loaded strictly, nothing is written to disk. The model is on the
+    CPU, in the checkpoint's dtype, in eval mode. Its outputs match Meta's ``Sam`` given the
+    same image tensor and prompts (see ``tests/core/test_convert.py``); preprocessing
+    (resize to the longest side, normalisation, padding) is not part of the model.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is a directory, is not a readable torch file, holds no SAM state
+            dict, or holds an architecture ``SamModel`` cannot express; the message names
+            ``path``.
+    """
+    path_str = os.fspath(path)
+    if not os.path.exists(path_str):
+        raise FileNotFoundError(f"SAM checkpoint not found: {path_str}")
+    if os.path.isdir(path_str):
+        raise ValueError(f"SAM checkpoint path is a directory, expected a .pth file: {path_str}")
+    try:
+        obj = torch.load(path_str, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt / foreign files
+        raise ValueError(
+            f"cannot read {path_str} as a torch checkpoint with "
+            f"torch.load(map_location='cpu', weights_only=True): {type(exc).__name__}: {exc}"
+        ) from exc
+    state_dict = _unwrap(obj, path_str)
+    try:
+        config = sam_config_from_meta_state_dict(
+            state_dict,
+            decoder_num_attention_heads=decoder_num_attention_heads,
+            num_attention_heads=num_attention_heads,
+            image_size=image_size,
+        )
+        model = _empty_sam_model(config)
+        converted = _convert(state_dict, model.state_dict())
+    except ValueError as exc:
+        raise ValueError(f"{path_str}: {exc}") from exc
+    model.load_state_dict(converted, strict=True, assign=True)
+    model.tie_weights()
+    leftover = [
+        name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta
+    ]
+    if leftover:  # pragma: no cover - would mean SamModel gained state the conversion misses
+        raise ValueError(f"{path_str}: no value for {leftover} after loading")
+    return model.eval()
