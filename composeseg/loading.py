@@ -207,4 +207,5 @@ def _backend_for(model: Any) -> Backend:
         raise ValueError(f"no composeseg backend for model_type {model_type!r}")
     _, module, class_name = _FAMILIES[model_type]
     backend_class = getattr(importlib.import_module(module), class_name)
-    return backend_class(model)  # type: ignore[no-any-return]
+    backend: Backend = backend_class(model)
+    return backend

@@ -97,8 +97,8 @@ class MaskPrediction:
         boxes = np.zeros((n, k, 4), np.float32)
         if n == 0:
             return boxes
-        rows = self.masks.any(axis=3)  # (N, K, H)
-        cols = self.masks.any(axis=2)  # (N, K, W)
+        rows = np.any(self.masks, axis=3)  # (N, K, H)
+        cols = np.any(self.masks, axis=2)  # (N, K, W)
         nonempty = rows.any(axis=2)
         boxes[..., 0] = np.argmax(cols, axis=2)
         boxes[..., 1] = np.argmax(rows, axis=2)

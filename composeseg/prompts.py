@@ -34,7 +34,7 @@ def _as_array(name: str, value: Any, dtype: type, ndim: int) -> np.ndarray | Non
     if value is None:
         return None
     try:
-        array = np.asarray(value, dtype=dtype)
+        array: np.ndarray = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"{name} could not be read as a {np.dtype(dtype)} array: {error}"

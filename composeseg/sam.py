@@ -184,6 +184,12 @@ class Sam:
         scores = torch.zeros((len(prompts), k), device=self.device)
         for start, chunk in self._chunks(prompts, embedding):
             low_res, iou = self.backend.decode(embedding.features, chunk, multimask)
+            if low_res.shape != (len(chunk), k, size, size) or iou.shape != (len(chunk), k):
+                # a backend returning one mask for multimask would otherwise be broadcast
+                raise RuntimeError(
+                    f"{self.family} backend returned logits {tuple(low_res.shape)} and scores "
+                    f"{tuple(iou.shape)}; expected ({len(chunk)}, {k}, {size}, {size})"
+                )
             logits[start : start + len(chunk)] = low_res.float()
             scores[start : start + len(chunk)] = iou.float()
         return logits, scores

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -46,8 +47,9 @@ class Backend(ABC):
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN
     pixel_std: tuple[float, float, float] = IMAGENET_STD
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
+    def __init__(self, model: Any) -> None:
+        # Any: a transformers PreTrainedModel whose config attributes differ per family.
+        self.model: Any = model
 
     @property
     @abstractmethod
