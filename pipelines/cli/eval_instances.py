@@ -1,0 +1,62 @@
+"""``composeseg eval instances``: COCO mask AP of detector + SAM, or of a predictions file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from composeseg.pipelines.cli.common import add_model_options
+from composeseg.pipelines.cli.detector_options import add_detector_options
+
+
+def register(eval_subparsers: Any) -> None:
+    parser = eval_subparsers.add_parser(
+        "instances",
+        help="COCO mask AP of instance segmentation",
+        description=(
+            "Score --detections (a COCO results or dataset JSON with masks), or run --detector "
+            "+ SAM on every ground-truth image. --detector given the --gt file itself prompts "
+            "SAM with the ground-truth boxes (oracle boxes)."
+        ),
+    )
+    parser.add_argument("--gt", type=Path, required=True, metavar="COCO.json")
+    parser.add_argument("--images", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--detections", type=Path, metavar="DETS.json", help="masks to score")
+    add_detector_options(parser)
+    parser.add_argument("--iou-type", choices=("segm", "bbox"), default="segm")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        metavar="OUTDIR",
+        help="write predictions.json and metrics.json here",
+    )
+    add_model_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from composeseg.evaluation import evaluate_instances
+
+    if args.detections is None and args.detector is None:
+        raise ValueError("give --detections DETS.json or --detector SPEC")
+    if args.detections is not None:
+        source: Any = args.detections
+    else:
+        if args.images is None:
+            raise ValueError("--detector needs --images DIR (the ground-truth images)")
+        source = _pipeline(args)
+    metrics = evaluate_instances(
+        source, args.gt, args.images, iou_type=args.iou_type, out_dir=args.output
+    )
+    print(metrics.table())
+    print(f"{metrics.num_predictions} predictions on {metrics.num_images} images")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    from composeseg.pipelines.cli.detector_options import build_pipeline
+
+    return build_pipeline(args, args.detector, dataset=args.gt)

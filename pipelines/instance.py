@@ -1,0 +1,299 @@
+"""Detector + SAM instance segmentation (SAM paper §7.4): boxes in, masks with classes out.
+
+One encoder pass per image; all of the image's prompts go through the decoder in batched calls;
+then, by default, one refinement pass that feeds each object's best low-resolution logits back
+as a mask prompt together with its box.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from composeseg.image import ImageSource, load_image
+from composeseg.prompts import Prompts
+
+if TYPE_CHECKING:
+    import supervision as sv
+    import torch
+
+    from composeseg.prediction import ImageEmbedding
+    from composeseg.sam import Sam
+
+Detector = Callable[[Any], Prompts]
+"""Any callable ``image -> Prompts``. A detector with a ``detect_file(path, image)`` method
+(e.g. :class:`~composeseg.adapters.CocoBoxes`) is given the file path when there is one."""
+
+MaskSelection = Literal["score", "box_iou", "largest"]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """Options of :class:`InstanceSegmentation`.
+
+    Attributes:
+        refine: one refinement pass (best logits + box fed back); SAM's own evaluation does it.
+        multimask: decode SAM's 3 candidates per object and keep one (``mask_selection``);
+            with a box prompt one candidate is usually enough, so it defaults to off.
+        mask_selection: with ``multimask``: ``"score"`` (highest predicted IoU),
+            ``"box_iou"`` (candidate whose tight box best matches the prompt box, robust when
+            predicted IoU is poorly calibrated) or ``"largest"``.
+        min_mask_area: drop objects whose final mask has fewer pixels (0 keeps empty masks).
+    """
+
+    refine: bool = True
+    multimask: bool = False
+    mask_selection: MaskSelection = "score"
+    min_mask_area: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mask_selection not in ("score", "box_iou", "largest"):
+            raise ValueError(
+                f"mask_selection must be 'score', 'box_iou' or 'largest', got "
+                f"{self.mask_selection!r}"
+            )
+        if self.min_mask_area < 0:
+            raise ValueError(f"min_mask_area must be >= 0, got {self.min_mask_area}")
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One image's output of :meth:`InstanceSegmentation.run`.
+
+    Attributes:
+        name: the image's file name (or ``image_<i>`` for arrays).
+        detections: masks ``(N, H, W) bool``, boxes, classes and scores.
+        image_size: ``(H, W)``.
+        path: the source file, when the image came from one.
+    """
+
+    name: str
+    detections: sv.Detections
+    image_size: tuple[int, int]
+    path: Path | None = None
+
+
+class InstanceSegmentation:
+    """Segment every object a detector finds.
+
+    Args:
+        sam: a loaded :class:`~composeseg.Sam`.
+        detector: any callable ``image -> Prompts`` (see :mod:`composeseg.adapters`).
+        refine, multimask, mask_selection, min_mask_area: see :class:`InstanceConfig`.
+
+    Calling ``pipe(image)`` returns ``supervision.Detections`` with ``mask (N, H, W) bool``,
+    the detector's boxes (``xyxy``, pixels of the image, clipped to it), ``class_id``,
+    ``tracker_id``, ``data["class_name"]``, and ``confidence`` = detector score x mask
+    quality (predicted IoU clipped to [0, 1]); both factors are kept in
+    ``data["detector_score"]`` and ``data["mask_score"]``. No detections give an empty
+    ``Detections``.
+    """
+
+    def __init__(
+        self,
+        sam: Sam,
+        detector: Detector,
+        *,
+        refine: bool = True,
+        multimask: bool = False,
+        mask_selection: MaskSelection = "score",
+        min_mask_area: int = 0,
+    ) -> None:
+        if not callable(detector) and not hasattr(detector, "detect_file"):
+            raise TypeError(f"detector must be callable image -> Prompts, got {detector!r}")
+        self.sam = sam
+        self.detector = detector
+        self.config = InstanceConfig(refine, multimask, mask_selection, min_mask_area)
+
+    def __repr__(self) -> str:
+        return f"InstanceSegmentation({self.sam!r}, {self.detector!r}, {self.config})"
+
+    def __call__(self, image: ImageSource) -> sv.Detections:
+        """Segment one image (path, PIL image or ``(H, W, 3) uint8`` RGB array)."""
+        rgb = load_image(image)
+        path = Path(image) if isinstance(image, (str, os.PathLike)) else None
+        return self.segment(rgb, self.detect(rgb, path))
+
+    def detect(self, rgb: np.ndarray, path: Path | None = None) -> Prompts:
+        """Run the detector on an ``(H, W, 3) uint8`` image (by path when it wants one)."""
+        detect_file = getattr(self.detector, "detect_file", None)
+        if detect_file is not None and path is not None:
+            prompts = detect_file(path, rgb)
+        else:
+            prompts = self.detector(rgb)
+        if not isinstance(prompts, Prompts):
+            raise TypeError(
+                f"the detector returned {type(prompts).__name__}; it must return "
+                "composeseg.Prompts (see composeseg.adapters)"
+            )
+        return prompts
+
+    def segment(self, rgb: np.ndarray, prompts: Prompts) -> sv.Detections:
+        """Masks for ``prompts`` on an ``(H, W, 3) uint8`` image: one encoder pass."""
+        from composeseg.sam import fit_to_image
+
+        size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        if len(prompts) == 0:
+            return _empty(size)
+        prompts = fit_to_image(prompts, size)
+        embedding = self.sam.embed(rgb)
+        masks, mask_score = self._decode(embedding, prompts)
+        return self._detections(prompts, masks, mask_score, size)
+
+    def _decode(self, embedding: ImageEmbedding, prompts: Prompts) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        cfg = self.config
+        logits, scores = self.sam.decode_low_res(embedding, prompts, multimask=cfg.multimask)
+        index = self._select(logits, scores, prompts, embedding)
+        rows = torch.arange(len(prompts), device=logits.device)
+        best, best_score = logits[rows, index], scores[rows, index]
+        if cfg.refine:
+            refined = prompts.replace(mask_input=best.float().cpu().numpy())
+            logits, scores = self.sam.decode_low_res(embedding, refined, multimask=False)
+            best, best_score = logits[:, 0], scores[:, 0]
+        masks = self.sam.masks_from_logits(best[:, None], embedding)[:, 0]
+        return masks, best_score.float().cpu().numpy()
+
+    def _select(
+        self, logits: torch.Tensor, scores: torch.Tensor, prompts: Prompts, embedding: Any
+    ) -> torch.Tensor:
+        import torch
+
+        if logits.shape[1] == 1 or self.config.mask_selection == "score":
+            return scores.argmax(dim=1)
+        fg = logits > 0  # (N, K, M, M) in the model's low-res input frame
+        if self.config.mask_selection == "largest" or prompts.boxes is None:
+            return fg.flatten(2).sum(-1).argmax(dim=1)
+        from composeseg.transforms import boxes_to_input_frame
+
+        scale = logits.shape[-1] / self.sam.image_size
+        frame = boxes_to_input_frame(prompts.boxes, embedding.original_size, embedding.input_size)
+        boxes = torch.as_tensor(frame * scale, device=logits.device, dtype=torch.float32)
+        return _box_iou_of_masks(fg, boxes).argmax(dim=1)
+
+    def _detections(
+        self, prompts: Prompts, masks: np.ndarray, mask_score: np.ndarray, size: tuple[int, int]
+    ) -> sv.Detections:
+        import supervision as sv
+
+        from composeseg.prediction import MaskPrediction
+
+        n = len(prompts)
+        if prompts.boxes is not None:
+            xyxy = prompts.boxes
+        elif "detector_xyxy" in prompts.data:
+            xyxy = np.asarray(prompts.data["detector_xyxy"], np.float32)
+        else:
+            tight = MaskPrediction(
+                masks[:, None], mask_score[:, None], np.zeros((n, 1, 1, 1)), prompts, size
+            )
+            xyxy = tight.mask_boxes()[:, 0]
+        detector_score = (
+            prompts.confidence if prompts.confidence is not None else np.ones(n, np.float32)
+        )
+        data: dict[str, Any] = {
+            k: np.asarray(v) for k, v in prompts.data.items() if k != "detector_xyxy"
+        }
+        data["detector_score"] = detector_score.astype(np.float32)
+        data["mask_score"] = mask_score.astype(np.float32)
+        detections = sv.Detections(
+            xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4),
+            mask=masks,
+            confidence=(detector_score * np.clip(mask_score, 0, 1)).astype(np.float32),
+            class_id=prompts.class_id,
+            tracker_id=prompts.tracker_id,
+            data=data,
+        )
+        if self.config.min_mask_area:
+            keep = masks.reshape(n, -1).sum(1) >= self.config.min_mask_area
+            return detections[keep]  # type: ignore[return-value]
+        return detections
+
+    def run(
+        self,
+        images: str | os.PathLike | Iterable[ImageSource],
+        *,
+        write_to: str | os.PathLike | None = None,
+        progress: bool = True,
+    ) -> Iterator[ImageResult]:
+        """Segment many images lazily, yielding one :class:`ImageResult` per image.
+
+        Args:
+            images: a directory (its image files, sorted), or an iterable of paths / PIL
+                images / arrays; each is loaded only when its turn comes.
+            write_to: a directory: each image's result is written atomically to
+                ``<write_to>/<stem>.json`` (COCO-style, RLE masks; see
+                :mod:`composeseg.pipelines.export`), and images whose file already exists are
+                read back instead of recomputed, so an interrupted run resumes.
+            progress: show a tqdm progress bar.
+        """
+        from composeseg.pipelines.export import read_image_result, write_image_result
+        from tqdm.auto import tqdm
+
+        sources = list_images(images) if isinstance(images, (str, os.PathLike)) else images
+        total = len(sources) if isinstance(sources, Sized) else None
+        out_dir = Path(write_to) if write_to is not None else None
+        for i, source in enumerate(tqdm(sources, total=total, disable=not progress, unit="img")):
+            path = Path(source) if isinstance(source, (str, os.PathLike)) else None
+            name = path.name if path is not None else f"image_{i:06d}"
+            target = out_dir / f"{Path(name).stem}.json" if out_dir is not None else None
+            if target is not None and target.exists():
+                yield read_image_result(target, path)
+                continue
+            rgb = load_image(source)
+            detections = self.segment(rgb, self.detect(rgb, path))
+            result = ImageResult(name, detections, (int(rgb.shape[0]), int(rgb.shape[1])), path)
+            if target is not None:
+                write_image_result(target, result)
+            yield result
+
+
+def list_images(directory: str | os.PathLike) -> list[Path]:
+    """Image files directly inside ``directory`` (by suffix), sorted by name."""
+    root = Path(directory)
+    if not root.is_dir():
+        if root.is_file():
+            return [root]
+        raise FileNotFoundError(f"image directory not found: {root}")
+    return sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _box_iou_of_masks(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """IoU between each ``(N, K, M, M)`` mask's tight box and its object's ``(N, 4)`` box."""
+    import torch
+
+    height, width = masks.shape[-2:]
+    rows, cols = masks.any(dim=3), masks.any(dim=2)  # (N, K, M)
+    ys = torch.arange(height, device=masks.device).float()
+    xs = torch.arange(width, device=masks.device).float()
+    big = float(max(height, width))
+    x0 = torch.where(cols, xs, big).amin(-1)
+    x1 = torch.where(cols, xs + 1, -1.0).amax(-1)
+    y0 = torch.where(rows, ys, big).amin(-1)
+    y1 = torch.where(rows, ys + 1, -1.0).amax(-1)
+    b = boxes[:, None, :]
+    iw = (torch.minimum(x1, b[..., 2]) - torch.maximum(x0, b[..., 0])).clamp(min=0)
+    ih = (torch.minimum(y1, b[..., 3]) - torch.maximum(y0, b[..., 1])).clamp(min=0)
+    inter = iw * ih
+    area_m = (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / (area_m + area_b - inter).clamp(min=1e-6)
+
+
+def _empty(size: tuple[int, int]) -> sv.Detections:
+    import supervision as sv
+
+    return sv.Detections(
+        xyxy=np.zeros((0, 4), np.float32),
+        mask=np.zeros((0, *size), bool),
+        confidence=np.zeros(0, np.float32),
+        class_id=np.zeros(0, np.int64),
+        data={"detector_score": np.zeros(0, np.float32), "mask_score": np.zeros(0, np.float32)},
+    )

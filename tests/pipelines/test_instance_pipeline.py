@@ -1,0 +1,122 @@
+"""InstanceSegmentation on the tiny SAM: batching, refinement, scores, run() and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from composeseg.adapters import from_boxes
+from composeseg.pipelines import InstanceSegmentation
+from PIL import Image
+
+from composeseg.prompts import Prompts
+
+BOXES = [[10, 10, 60, 50], [70, 20, 130, 80], [0, 0, 30, 30]]
+
+
+def detector(image: np.ndarray) -> Prompts:
+    return from_boxes(
+        BOXES,
+        format="xyxy",
+        scores=[0.9, 0.5, 0.7],
+        class_ids=[0, 1, 0],
+        names=["apple", "pear"],
+        image_size=image.shape[:2],
+    )
+
+
+def counting(sam, monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:  # type: ignore[no-untyped-def]
+    calls: dict[str, list] = {"embed": [], "decode": []}
+    embed, decode = sam.embed, sam.decode_low_res
+
+    def count_embed(image):  # type: ignore[no-untyped-def]
+        calls["embed"].append(1)
+        return embed(image)
+
+    def count_decode(embedding, prompts, **kwargs):  # type: ignore[no-untyped-def]
+        calls["decode"].append((len(prompts), prompts.mask_input is not None, kwargs))
+        return decode(embedding, prompts, **kwargs)
+
+    monkeypatch.setattr(sam, "embed", count_embed)
+    monkeypatch.setattr(sam, "decode_low_res", count_decode)
+    return calls
+
+
+def test_one_encoder_pass_and_one_refinement(tiny_sam, rgb_image, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    calls = counting(tiny_sam, monkeypatch)
+    detections = InstanceSegmentation(tiny_sam, detector)(rgb_image)
+    assert len(calls["embed"]) == 1
+    # all objects in one batched call, then the refinement with the logits fed back
+    assert [c[:2] for c in calls["decode"]] == [(3, False), (3, True)]
+    assert detections.mask.shape == (3, 90, 140)
+    np.testing.assert_allclose(detections.xyxy[0], BOXES[0])
+    np.testing.assert_allclose(detections.data["detector_score"], [0.9, 0.7, 0.5])
+    expected = detections.data["detector_score"] * np.clip(detections.data["mask_score"], 0, 1)
+    np.testing.assert_allclose(detections.confidence, expected, rtol=1e-6)
+    assert detections.data["class_name"].tolist() == ["apple", "apple", "pear"]
+
+
+def test_refinement_changes_the_masks(tiny_sam, rgb_image) -> None:  # type: ignore[no-untyped-def]
+    plain = InstanceSegmentation(tiny_sam, detector, refine=False)(rgb_image)
+    sam_masks = tiny_sam.segment(rgb_image, boxes=plain.xyxy).masks[:, 0]
+    np.testing.assert_array_equal(plain.mask, sam_masks)  # same as Sam.segment, no refine
+    refined = InstanceSegmentation(tiny_sam, detector)(rgb_image)
+    assert not np.array_equal(plain.data["mask_score"], refined.data["mask_score"])
+
+
+@pytest.mark.parametrize("selection", ["score", "box_iou", "largest"])
+def test_multimask_selection(tiny_sam, rgb_image, selection) -> None:  # type: ignore[no-untyped-def]
+    pipe = InstanceSegmentation(
+        tiny_sam, detector, multimask=True, mask_selection=selection, refine=False
+    )
+    detections = pipe(rgb_image)
+    candidates = tiny_sam.segment(rgb_image, boxes=detections.xyxy, multimask=True)
+    for i in range(3):  # each output is one of SAM's three candidates
+        assert any(np.array_equal(detections.mask[i], c) for c in candidates.masks[i])
+    if selection == "largest":
+        areas = candidates.masks.sum(axis=(2, 3)).max(axis=1)
+        # low-res "largest" may tie-break differently at full resolution by a few pixels
+        assert (detections.mask.sum(axis=(1, 2)) >= 0.9 * areas).all()
+
+
+def test_zero_detections_and_points_only(tiny_sam, rgb_image) -> None:  # type: ignore[no-untyped-def]
+    empty = InstanceSegmentation(tiny_sam, lambda image: Prompts())(rgb_image)
+    assert len(empty) == 0 and empty.mask.shape == (0, 90, 140)
+    points = InstanceSegmentation(
+        tiny_sam,
+        lambda image: from_boxes(BOXES, format="xyxy", points="center", keep_boxes=False),
+    )(rgb_image)
+    np.testing.assert_allclose(points.xyxy, BOXES)  # the detector's boxes, not the masks'
+    assert "detector_xyxy" not in points.data
+
+
+def test_bad_detector_and_options(tiny_sam, rgb_image) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TypeError, match="must return composeseg.Prompts"):
+        InstanceSegmentation(tiny_sam, lambda image: [[0, 0, 5, 5]])(rgb_image)
+    with pytest.raises(ValueError, match="mask_selection"):
+        InstanceSegmentation(tiny_sam, detector, mask_selection="best")  # type: ignore[arg-type]
+    outside = InstanceSegmentation(tiny_sam, lambda image: Prompts(boxes=[[500, 500, 600, 600]]))
+    with pytest.raises(ValueError, match="outside"):
+        outside(rgb_image)
+
+
+def test_run_writes_and_resumes(tiny_sam, rgb_image, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(rgb_image).save(images / name)
+    (images / "notes.txt").write_text("not an image")
+    pipe = InstanceSegmentation(tiny_sam, detector)
+    first = list(pipe.run(images, write_to=tmp_path / "out", progress=False))
+    assert [r.name for r in first] == ["a.png", "b.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.json", "b.json"]
+    calls = counting(tiny_sam, monkeypatch)
+    again = list(pipe.run(images, write_to=tmp_path / "out", progress=False))
+    assert calls["embed"] == []  # everything read back
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a.detections.mask, b.detections.mask)
+        np.testing.assert_allclose(a.detections.confidence, b.detections.confidence)
+        assert a.detections.data["class_name"].tolist() == b.detections.data["class_name"].tolist()
+    arrays = list(pipe.run([rgb_image, rgb_image[:50]], progress=False))
+    assert [r.image_size for r in arrays] == [(90, 140), (50, 140)]
