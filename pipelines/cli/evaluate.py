@@ -12,6 +12,7 @@ from typing import Any
 EVAL_MODULES: tuple[str, ...] = (
     "composeseg.pipelines.cli.eval_instances",
     "composeseg.pipelines.cli.eval_points",
+    "composeseg.pipelines.cli.eval_tracking",
     "composeseg.pipelines.cli.eval_proposals",
     "composeseg.pipelines.cli.eval_edges",
 )

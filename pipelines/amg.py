@@ -1,0 +1,316 @@
+"""Segment everything: SAM prompted by a grid of points, filtered, de-duplicated.
+
+Same parameters and results as Meta's ``SamAutomaticMaskGenerator``, computed leaner: candidates
+are filtered by predicted IoU at low resolution, only the survivors are upsampled (in slices of
+bounded size) to score their stability, and every kept mask becomes a COCO RLE at once, so no
+stage holds all candidate masks at full resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from composeseg.pipelines.amg_data import (
+    MaskSet,
+    box_nms,
+    remove_small_regions_and_nms,
+    to_detections,
+)
+from composeseg.pipelines.amg_utils import (
+    Rle,
+    build_all_layer_point_grids,
+    encode_transposed,
+    generate_crop_boxes,
+    is_box_near_crop_edge,
+    rle_boxes_xyxy,
+    stability_score_np,
+)
+
+from composeseg.image import ImageSource, load_image
+from composeseg.prediction import ImageEmbedding
+from composeseg.prompts import Prompts
+from composeseg.transforms import upscale_logits
+
+if TYPE_CHECKING:
+    import supervision as sv
+
+    from composeseg.sam import Sam
+
+OUTPUTS = ("mask", "rle")
+# Float buffers of upsampled logits are produced in slices of at most this many bytes.
+_SLICE_BYTES = 128 * 2**20
+
+
+@dataclass(frozen=True)
+class AmgConfig:
+    """Settings of :class:`AutomaticMaskGenerator` (meanings as in Meta's generator)."""
+
+    points_per_side: int | None = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    stability_score_offset: float = 1.0
+    box_nms_thresh: float = 0.7
+    crop_n_layers: int = 0
+    crop_nms_thresh: float = 0.7
+    crop_overlap_ratio: float = 512 / 1500
+    crop_n_points_downscale_factor: int = 1
+    point_grids: tuple[np.ndarray, ...] | None = None
+    min_mask_region_area: int = 0
+    output: str = "mask"
+
+    def __post_init__(self) -> None:
+        if (self.points_per_side is None) == (self.point_grids is None):
+            raise ValueError(
+                "give exactly one of points_per_side and point_grids, got "
+                f"points_per_side={self.points_per_side}, point_grids="
+                f"{'None' if self.point_grids is None else 'a list'}"
+            )
+        for name in ("points_per_batch", "crop_n_points_downscale_factor"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.points_per_side is not None and self.points_per_side < 1:
+            raise ValueError(f"points_per_side must be >= 1, got {self.points_per_side}")
+        if self.crop_n_layers < 0 or self.min_mask_region_area < 0:
+            raise ValueError(
+                f"crop_n_layers and min_mask_region_area must be >= 0, got "
+                f"{self.crop_n_layers} and {self.min_mask_region_area}"
+            )
+        for name in ("box_nms_thresh", "crop_nms_thresh", "crop_overlap_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.point_grids is not None:
+            if len(self.point_grids) != self.crop_n_layers + 1:
+                raise ValueError(
+                    f"point_grids needs one grid per crop layer ({self.crop_n_layers + 1}), "
+                    f"got {len(self.point_grids)}"
+                )
+            for i, grid in enumerate(self.point_grids):
+                if np.ndim(grid) != 2 or np.shape(grid)[1] != 2:
+                    raise ValueError(f"point_grids[{i}] must be (P, 2), got {np.shape(grid)}")
+
+    def grids(self) -> list[np.ndarray]:
+        """``(P, 2) float64`` normalised xy grids, one per crop layer."""
+        if self.point_grids is not None:
+            return [np.asarray(g, np.float64) for g in self.point_grids]
+        assert self.points_per_side is not None  # checked in __post_init__
+        return build_all_layer_point_grids(
+            self.points_per_side, self.crop_n_layers, self.crop_n_points_downscale_factor
+        )
+
+
+class AutomaticMaskGenerator:
+    """Masks for everything in an image, from a grid of point prompts.
+
+    Parameter names and meanings are those of Meta's ``SamAutomaticMaskGenerator``, so code
+    moves over by renaming the class; on the same weights the two return the same masks
+    (``tests/pipelines/test_amg_parity.py``). Differences: the result is a
+    ``supervision.Detections``, and ``output="rle"`` replaces Meta's ``output_mode``.
+
+    Args:
+        sam: a loaded model (:func:`composeseg.load_sam`).
+        points_per_side: grid points along each side (``points_per_side**2`` prompts per
+            crop); None when ``point_grids`` is given.
+        points_per_batch: prompts decoded and post-processed together (memory vs speed).
+        pred_iou_thresh: keep masks whose predicted IoU is above this (0 disables).
+        stability_score_thresh: keep masks whose stability score (IoU of the masks at logit
+            cut-offs ``±stability_score_offset``) is at least this (0 disables).
+        stability_score_offset: the logit offset of the stability score.
+        box_nms_thresh: box IoU above which a less confident mask of the same crop is dropped.
+        crop_n_layers: extra layers of crops; layer i has ``(2**i)**2`` overlapping crops.
+        crop_nms_thresh: box IoU for removing duplicates between crops (smaller crops win).
+        crop_overlap_ratio: overlap of neighbouring crops, a fraction of the short side.
+        crop_n_points_downscale_factor: layer i uses ``points_per_side / factor**i`` points.
+        point_grids: explicit ``(P, 2)`` xy grids in [0, 1], one per layer.
+        min_mask_region_area: fill holes and drop islands smaller than this (pixels), then
+            NMS again; needs OpenCV.
+        output: "mask": ``Detections.mask`` is ``(N, H, W) bool``; "rle": ``mask`` is None and
+            ``data["rle"]`` holds N COCO RLEs (``{"size": [H, W], "counts": str}``), for huge
+            images.
+        progress: show a progress bar over crops and prompt batches.
+    """
+
+    def __init__(
+        self,
+        sam: Sam,
+        *,
+        points_per_side: int | None = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        crop_nms_thresh: float = 0.7,
+        crop_overlap_ratio: float = 512 / 1500,
+        crop_n_points_downscale_factor: int = 1,
+        point_grids: list[np.ndarray] | None = None,
+        min_mask_region_area: int = 0,
+        output: str = "mask",
+        progress: bool = False,
+    ) -> None:
+        self.sam = sam
+        self.config = AmgConfig(
+            points_per_side=points_per_side,
+            points_per_batch=points_per_batch,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            stability_score_offset=stability_score_offset,
+            box_nms_thresh=box_nms_thresh,
+            crop_n_layers=crop_n_layers,
+            crop_nms_thresh=crop_nms_thresh,
+            crop_overlap_ratio=crop_overlap_ratio,
+            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
+            point_grids=None if point_grids is None else tuple(point_grids),
+            min_mask_region_area=min_mask_region_area,
+            output=output,
+        )
+        self.progress = progress
+        self._grids = self.config.grids()
+        if min_mask_region_area > 0:
+            import cv2  # noqa: F401  (fail now, not after minutes of decoding)
+
+    def __call__(self, image: ImageSource) -> sv.Detections:
+        """Segment everything in ``image`` (path, PIL or ``(H, W, 3) uint8``).
+
+        Returns:
+            ``supervision.Detections``: ``xyxy (N, 4)`` pixels of the image (max inclusive),
+            ``mask (N, H, W) bool`` (None with ``output="rle"``), ``confidence`` = predicted
+            IoU; ``data["stability_score"] (N,)``, ``data["point"] (N, 2)`` xy prompt,
+            ``data["crop_box"] (N, 4)`` xyxy crop; with ``output="rle"`` also ``data["rle"]``.
+        """
+        rgb = load_image(image)
+        return to_detections(self.generate(rgb), rgb.shape[:2], self.config.output)
+
+    def generate(self, image: np.ndarray, *, keep_logits: bool = False) -> MaskSet:
+        """All stages up to (and including) small-region cleanup, on an ``(H, W, 3) uint8``
+        image; ``keep_logits`` also returns each kept mask's low-res logits."""
+        config = self.config
+        size = (int(image.shape[0]), int(image.shape[1]))
+        crop_boxes, layers = generate_crop_boxes(
+            size, config.crop_n_layers, config.crop_overlap_ratio
+        )
+        bar = self._bar(sum(-(-len(self._grids[i]) // config.points_per_batch) for i in layers))
+        parts = [
+            self._process_crop(image, box, layer, keep_logits, bar)
+            for box, layer in zip(crop_boxes, layers, strict=True)
+        ]
+        if bar is not None:
+            bar.close()
+        data = MaskSet.concatenate(parts)
+        if len(crop_boxes) > 1 and len(data):
+            from torchvision.ops import box_area
+
+            # smaller crops see objects at a higher resolution: prefer their masks
+            scores = 1 / box_area(torch.as_tensor(data.crop_boxes))
+            data = data.select(box_nms(data.boxes, scores, config.crop_nms_thresh))
+        if config.min_mask_region_area > 0 and len(data):
+            data = remove_small_regions_and_nms(
+                data,
+                size,
+                config.min_mask_region_area,
+                max(config.box_nms_thresh, config.crop_nms_thresh),
+            )
+        return data
+
+    def _bar(self, total: int) -> Any:
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc="segment everything", unit="batch")
+
+    def _process_crop(
+        self,
+        image: np.ndarray,
+        crop_box: list[int],
+        layer: int,
+        keep_logits: bool,
+        bar: Any,
+    ) -> MaskSet:
+        x0, y0, x1, y1 = crop_box
+        embedding = self.sam.embed(image[y0:y1, x0:x1])
+        height, width = y1 - y0, x1 - x0
+        points = self._grids[layer] * np.array([[width, height]], np.float64)
+        step = self.config.points_per_batch
+        parts = []
+        for start in range(0, len(points), step):
+            batch = points[start : start + step]
+            parts.append(
+                self._process_batch(embedding, batch, crop_box, image.shape[:2], keep_logits)
+            )
+            if bar is not None:
+                bar.update(1)
+        data = MaskSet.concatenate(parts)
+        data = data.select(box_nms(data.boxes, data.iou, self.config.box_nms_thresh))
+        data.crop_boxes = np.tile(np.asarray(crop_box, np.int64), (len(data), 1))
+        return data
+
+    def _process_batch(
+        self,
+        embedding: ImageEmbedding,
+        points: np.ndarray,
+        crop_box: list[int],
+        image_size: tuple[int, ...],
+        keep_logits: bool,
+    ) -> MaskSet:
+        config, sam = self.config, self.sam
+        prompts = Prompts(points=points[:, None], point_labels=np.ones((len(points), 1)))
+        logits, iou = sam.decode_low_res(embedding, prompts, multimask=True)
+        logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)
+        candidates = np.repeat(np.arange(len(points)), logits.shape[0] // max(len(points), 1))
+        if config.pred_iou_thresh > 0.0:
+            keep = torch.nonzero(iou > config.pred_iou_thresh)[:, 0]
+            logits, iou, candidates = logits[keep], iou[keep], candidates[keep.cpu().numpy()]
+        rles: list[Rle] = []
+        kept: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        height, width = embedding.original_size
+        step = max(1, _SLICE_BYTES // (4 * (sam.image_size**2 + 2 * height * width)))
+        for start in range(0, len(logits), step):
+            # Upsampled transposed, the masks come out in the column-major order COCO RLE
+            # reads, with no copy (bilinear resizing treats both axes alike).
+            full = upscale_logits(
+                logits[start : start + step, None].transpose(-1, -2),
+                sam.image_size,
+                embedding.input_size[::-1],
+                embedding.original_size[::-1],
+                sam.backend.resize_mode,
+            )[:, 0]
+            values = full.cpu().numpy()
+            stability = stability_score_np(values, 0.0, config.stability_score_offset)
+            index = np.arange(start, start + len(values))
+            if config.stability_score_thresh > 0.0:
+                ok = stability >= config.stability_score_thresh
+                values, stability, index = values[ok], stability[ok], index[ok]
+            rles.extend(encode_transposed(values > 0.0))
+            kept.append(index)
+            scores.append(stability)
+            del full, values
+        index = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+        x0, y0 = crop_box[0], crop_box[1]
+        boxes = rle_boxes_xyxy(rles) + np.array([x0, y0, x0, y0], np.float32)
+        height_full, width_full = int(image_size[0]), int(image_size[1])
+        edge = is_box_near_crop_edge(boxes, crop_box, [0, 0, width_full, height_full])
+        ok_np = ~edge
+        index_np = index[ok_np]
+        return MaskSet(
+            rles=[r for r, ok in zip(rles, ok_np, strict=True) if ok],
+            frames=np.tile(np.asarray(crop_box, np.int64), (len(index_np), 1)),
+            boxes=boxes[ok_np],
+            iou=iou.cpu().numpy()[index_np].astype(np.float32),
+            stability=(np.concatenate(scores) if scores else np.zeros(0, np.float32))[ok_np],
+            points=(points[candidates[index_np]] + np.array([x0, y0])).astype(np.float32),
+            crop_boxes=np.tile(np.asarray(crop_box, np.int64), (len(index_np), 1)),
+            logits=logits[torch.as_tensor(index_np, dtype=torch.long)].cpu()
+            if keep_logits
+            else None,
+            input_sizes=np.tile(np.asarray(embedding.input_size, np.int64), (len(index_np), 1))
+            if keep_logits
+            else None,
+        )

@@ -1,0 +1,53 @@
+"""``composeseg proposals``: class-agnostic object proposals (SAM paper §7.3 settings)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from composeseg.pipelines.cli.common import add_model_options, load_model
+from composeseg.pipelines.cli.everything import add_grid_options, write_rle_results
+
+
+def add_proposal_options(parser: argparse.ArgumentParser) -> None:
+    add_grid_options(parser, 64)
+    parser.add_argument("--box-nms-thresh", type=float, default=0.9)
+    parser.add_argument("--max-masks", type=int, default=1000, metavar="N")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "proposals",
+        help="class-agnostic mask proposals for an image",
+        description="Writes predictions.json (COCO, RLE masks, best first).",
+    )
+    parser.add_argument("image", type=Path, help="image file")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
+    add_proposal_options(parser)
+    add_model_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def build(args: argparse.Namespace, progress: bool) -> Any:
+    from composeseg.pipelines.proposals import ObjectProposals
+
+    return ObjectProposals(
+        load_model(args),
+        points_per_side=args.points_per_side,
+        points_per_batch=args.points_per_batch,
+        box_nms_thresh=args.box_nms_thresh,
+        max_masks=args.max_masks,
+        output="rle",
+        progress=progress,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from composeseg.image import load_image
+
+    image = load_image(args.image)
+    detections = build(args, progress=True)(image)
+    path = write_rle_results(args.output, image.shape[:2], detections, args.image.name)
+    print(f"{len(detections)} proposal(s) -> {path}")
+    return 0

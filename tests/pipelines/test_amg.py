@@ -1,0 +1,150 @@
+"""AutomaticMaskGenerator, ObjectProposals, EdgeDetection on a tiny model, and AMG helpers
+checked against Meta's reference functions."""
+
+from __future__ import annotations
+
+import composeseg.pipelines.amg as amg
+import numpy as np
+import pytest
+import supervision as sv
+import torch
+from composeseg.pipelines import amg_utils
+from composeseg.pipelines.amg import AutomaticMaskGenerator
+from composeseg.pipelines.edges import EdgeDetection, canny_edges, postprocess_edges, sobel_edges
+from composeseg.pipelines.proposals import ObjectProposals
+from segment_anything.utils import amg as meta_amg
+
+from composeseg.io import rle_to_mask
+
+FAST = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+
+
+@pytest.mark.parametrize(
+    ("size", "layers", "ratio"),
+    [((90, 120), 1, 512 / 1500), ((300, 200), 2, 0.25), ((64, 64), 0, 0.3)],
+)
+def test_crop_boxes_match_meta(size: tuple[int, int], layers: int, ratio: float) -> None:
+    assert amg_utils.generate_crop_boxes(size, layers, ratio) == meta_amg.generate_crop_boxes(
+        size, layers, ratio
+    )
+
+
+def test_point_grids_match_meta() -> None:
+    for ours, ref in zip(
+        amg_utils.build_all_layer_point_grids(8, 2, 2),
+        meta_amg.build_all_layer_point_grids(8, 2, 2),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(ours, ref)
+
+
+def test_stability_boxes_rle_and_cleanup_match_meta() -> None:
+    rng = np.random.default_rng(0)
+    logits = torch.from_numpy(rng.normal(0, 2, (5, 40, 30)).astype(np.float32))
+    logits[4] = -5  # empty mask: NaN stability, [0, 0, 0, 0] box
+    ref = meta_amg.calculate_stability_score(logits, 0.0, 1.0).numpy()
+    ours = amg_utils.stability_score_np(logits.numpy(), 0.0, 1.0)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+    np.testing.assert_array_equal(ours[:4], ref[:4])
+    masks = logits > 0
+    rles = amg_utils.encode_transposed(masks.transpose(1, 2).numpy())
+    for rle, mask in zip(rles, masks.numpy(), strict=True):
+        np.testing.assert_array_equal(amg_utils.decode_rle(rle), mask)
+    np.testing.assert_array_equal(
+        amg_utils.rle_boxes_xyxy(rles), meta_amg.batched_mask_to_box(masks).numpy()
+    )
+    for mode in ("holes", "islands"):
+        got, changed = amg_utils.remove_small_regions(masks[0].numpy(), 10, mode)
+        want, want_changed = meta_amg.remove_small_regions(masks[0].numpy(), 10, mode)
+        np.testing.assert_array_equal(got, want)
+        assert changed == want_changed
+
+
+def test_crop_edge_test_matches_meta() -> None:
+    boxes = np.array([[0, 0, 50, 50], [10, 10, 59, 40], [65, 5, 90, 30]], np.float32)
+    crop, full = [0, 0, 60, 60], [0, 0, 120, 90]
+    ref = meta_amg.is_box_near_crop_edge(torch.from_numpy(boxes), crop, full).numpy()
+    np.testing.assert_array_equal(amg_utils.is_box_near_crop_edge(boxes, crop, full), ref)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(points_per_side=None), "exactly one of points_per_side"),
+        (dict(point_grids=[np.zeros((4, 2))]), "exactly one of points_per_side"),
+        (dict(points_per_side=None, point_grids=[np.zeros((4, 3))]), r"point_grids\[0\]"),
+        (dict(points_per_batch=0), "points_per_batch"),
+        (dict(box_nms_thresh=1.5), "box_nms_thresh"),
+        (dict(crop_n_layers=-1), "crop_n_layers"),
+        (dict(output="png"), "output"),
+        (dict(crop_n_layers=1, points_per_side=None, point_grids=[np.zeros((4, 2))]), "one grid"),
+    ],
+)
+def test_bad_settings_raise(tiny_sam, kwargs: dict, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=message):
+        AutomaticMaskGenerator(tiny_sam, **kwargs)
+
+
+def test_detections_fields_and_rle_mode_agree(tiny_sam, rgb_image: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    dense = AutomaticMaskGenerator(tiny_sam, **FAST, crop_n_layers=1)(rgb_image)
+    rle = AutomaticMaskGenerator(tiny_sam, **FAST, crop_n_layers=1, output="rle")(rgb_image)
+    assert isinstance(dense, sv.Detections) and len(dense) == len(rle) > 0
+    assert dense.mask is not None and dense.mask.shape == (len(dense), 90, 140)
+    assert rle.mask is None
+    for i in range(len(dense)):
+        np.testing.assert_array_equal(rle_to_mask(rle.data["rle"][i]), dense.mask[i])
+    np.testing.assert_array_equal(sv.mask_to_xyxy(dense.mask), dense.xyxy)
+    assert dense.data["point"].shape == (len(dense), 2)
+    assert dense.data["crop_box"].shape == (len(dense), 4)
+    assert dense.data["stability_score"].shape == (len(dense),)
+
+
+def test_rejected_candidates_are_never_upsampled(
+    tiny_sam, rgb_image: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    calls = []
+    upscale = amg.upscale_logits
+
+    def counting(logits, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(logits))
+        return upscale(logits, *args, **kwargs)
+
+    monkeypatch.setattr(amg, "upscale_logits", counting)
+    none = AutomaticMaskGenerator(tiny_sam, points_per_side=4, pred_iou_thresh=1.0)(rgb_image)
+    assert len(none) == 0 and calls == []
+    AutomaticMaskGenerator(tiny_sam, **FAST)(rgb_image)
+    assert sum(calls) == 4 * 4 * 3
+
+
+def test_proposals_ranked_capped_nonempty(tiny_sam, rgb_image: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    proposals = ObjectProposals(tiny_sam, points_per_side=4, box_nms_thresh=1.0, max_masks=5)
+    detections = proposals(rgb_image)
+    assert 0 < len(detections) <= 5
+    assert np.all(np.diff(detections.confidence) <= 0)
+    assert detections.mask is not None and detections.mask.reshape(len(detections), -1).any(1).all()
+    stability = np.nan_to_num(detections.data["stability_score"])
+    expected = (detections.data["predicted_iou"] + stability) / 2
+    np.testing.assert_allclose(detections.confidence, expected, rtol=1e-6)
+
+
+def test_edge_detection_map(tiny_sam, rgb_image: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    edges = EdgeDetection(tiny_sam, points_per_side=4)(rgb_image)
+    assert edges.shape == (90, 140) and edges.dtype == np.float32
+    assert edges.min() >= 0.0 and edges.max() <= 1.0
+
+
+def test_edge_postprocessing_thins_a_step_to_one_line() -> None:
+    ramp = np.zeros((40, 40), np.float32)
+    ramp[:, 18:23] = [0.3, 0.7, 1.0, 0.7, 0.3]  # a 5-pixel-wide vertical ridge
+    out = postprocess_edges(ramp)
+    rows = out[8:32]  # away from the 5-pixel border suppression
+    assert (np.count_nonzero(rows, axis=1) == 1).all()
+    assert (rows.argmax(axis=1) == 20).all()
+
+
+@pytest.mark.parametrize("detector", [sobel_edges, canny_edges])
+def test_baselines_find_the_rectangle(detector, rgb_image: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    edges = detector(rgb_image)
+    assert edges.shape == (90, 140) and edges.dtype == np.float32
+    assert edges[20:60, 28:33].max() > 0.3  # left side of the rectangle
+    assert edges[35:45, 50:80].max() < 0.1  # flat inside
