@@ -43,7 +43,9 @@ def _open(path: Path) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as error:
+        # ImportError: some libraries (ultralytics) patch Image.open to fetch a decoder plugin
+        # on an unidentified file, which fails offline; the file is still unreadable to us.
         raise ValueError(f"{path} is not a readable image file ({error})") from None
     return image
 
