@@ -120,8 +120,11 @@ def parity(checkpoint: Path, tiny: bool) -> list[list[object]]:
     return rows
 
 
-def memory_case(checkpoint: Path, boxes: int, height: int, width: int) -> float:
-    """Peak RSS (MB) above the loaded model for one ``segment`` call; run in a fresh process."""
+def memory_case(checkpoint: Path, boxes: int, height: int, width: int) -> tuple[float, float]:
+    """Peak RSS (MB) above the loaded model of ``embed``, then of ``segment`` on that embedding.
+
+    Run in a fresh process so earlier allocations do not hide the peak.
+    """
     code = f"""
 import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 import numpy as np
@@ -130,12 +133,16 @@ from bench_segment import scene, random_boxes
 from composeseg import load_sam
 sam = load_sam({str(checkpoint)!r}, device="cpu")
 image = scene({height}, {width})
-with peak_rss() as rss:
-    sam.segment(image, boxes=random_boxes({boxes}, {height}, {width}))
-print((rss["peak"] - rss["baseline"]) / 2**20)
+with peak_rss() as embed_rss:
+    embedding = sam.embed(image)
+with peak_rss() as segment_rss:
+    sam.segment(embedding, boxes=random_boxes({boxes}, {height}, {width}))
+base = embed_rss["baseline"]
+print((embed_rss["peak"] - base) / 2**20, (segment_rss["peak"] - base) / 2**20)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    embed_mb, segment_mb = out.stdout.strip().splitlines()[-1].split()
+    return float(embed_mb), float(segment_mb)
 
 
 def main() -> None:
@@ -195,10 +202,11 @@ def main() -> None:
         print_table(["decode_batch_size", "total", "per box"], sweep)
 
         print("\nPeak memory above the loaded model, 64 boxes on a 4000x3000 image:")
-        mb = memory_case(checkpoint, 64, 3000, 4000)
+        embed_mb, segment_mb = memory_case(checkpoint, 64, 3000, 4000)
         masks_mb = 64 * 3000 * 4000 / 2**20
-        print_table(["case", "peak RSS (MB)", "of which the returned masks (MB)"],
-                    [["segment, 64 boxes", f"{mb:.0f}", f"{masks_mb:.0f}"]])  # fmt: skip
+        print_table(["step", "peak RSS above the loaded model (MB)", "returned masks (MB)"],
+                    [["embed", f"{embed_mb:.0f}", "-"],
+                     ["segment, 64 boxes", f"{segment_mb:.0f}", f"{masks_mb:.0f}"]])  # fmt: skip
 
 
 def _prompts(boxes: np.ndarray, image: np.ndarray):  # type: ignore[no-untyped-def]

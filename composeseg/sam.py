@@ -19,9 +19,9 @@ from composeseg.transforms import (
     upscale_logits,
 )
 
-# Upsampled float logits are produced in slices of at most this many bytes, so a 64-object
-# prediction on a 12-megapixel photo never holds gigabytes of float32 at once.
-_UPSCALE_BYTES = 256 * 2**20
+# Upsampled float logits are produced in slices of at most this many bytes (at least one
+# object), so a 64-object prediction on a 12-megapixel photo never holds gigabytes of float32.
+_UPSCALE_BYTES = 64 * 2**20
 
 
 class Sam:
@@ -214,7 +214,10 @@ class Sam:
                 embedding.original_size,
                 self.backend.resize_mode,
             )
-            out[i : i + step] = (full > 0).cpu().numpy()
+            if full.device.type == "cpu":  # threshold straight into the result, no bool copy
+                torch.gt(full, 0, out=torch.from_numpy(out[i : i + step]))
+            else:
+                out[i : i + step] = (full > 0).cpu().numpy()
         return out
 
     def _as_embedding(self, value: ImageSource | ImageEmbedding) -> ImageEmbedding:
