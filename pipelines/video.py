@@ -1,0 +1,453 @@
+"""Video instance segmentation: detector -> tracker -> box prompts -> SAM masks, per frame.
+
+Each frame: the detector's boxes go through a multi-object tracker (the ``trackers`` package);
+every tracked box becomes a SAM box prompt; all prompts of the frame are decoded in batched
+calls on one image embedding. Three features make the result temporally consistent:
+
+- **mask prompts**: a track's previous low-resolution mask logits, shifted by its motion, are
+  given to SAM with the new box, so the mask does not flicker between plausible shapes;
+- **mask-IoU association**: a detection the tracker gives a new id is matched by mask overlap
+  to a recently lost track (or to the provisional id of a not-yet-confirmed track), which
+  removes most id switches caused by missed detections and the tracker's start-up delay;
+- **gap filling**: a track whose detection is missing is re-prompted with its extrapolated box
+  and last logits for up to ``max_gap`` frames, so short detector misses do not drop it.
+
+Memory is flat: frames are streamed, and the only state is one :class:`Track` per live
+identity (a box and one low-res logit map) plus the tracker's own bounded state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from composeseg.pipelines.video_io import Frame, VideoSource, progress, read_frames
+from composeseg.pipelines.video_tracks import (
+    Rows,
+    Track,
+    box_iou_matrix,
+    build_detections,
+    empty_detections,
+    make_tracker,
+    mask_iou_matrix,
+    match,
+    shift_logits,
+    tight_boxes,
+)
+
+from composeseg.prompts import Prompts
+
+if TYPE_CHECKING:
+    import supervision as sv
+
+    from composeseg.prediction import ImageEmbedding
+    from composeseg.sam import Sam
+
+Unconfirmed = Literal["provisional", "drop", "keep"]
+
+
+@dataclass(frozen=True)
+class VideoSegmentationConfig:
+    """Options of :class:`VideoSegmentation`. Invalid values raise ``ValueError``.
+
+    Attributes:
+        mask_prompt: feed each track's previous (motion-shifted) mask logits as SAM's mask
+            prompt together with the new box.
+        mask_prompt_min_iou: use the previous logits only when the track's predicted box
+            overlaps the new box at least this much (box IoU); below it the object changed
+            too much for the old mask to help.
+        mask_association: match detections with a new tracker id to recently lost tracks by
+            mask IoU (keeps the old id).
+        association_iou: minimum mask IoU for that match and for resolving provisional ids.
+        max_gap: frames a track without detection is kept alive by gap filling (0: off).
+        gap_min_score: SAM's predicted IoU below which a gap-filled mask is dropped.
+        unconfirmed: detections the tracker has not confirmed yet (``tracker_id == -1``):
+            ``"provisional"`` gives them a new id that the confirmed track inherits,
+            ``"drop"`` leaves them out, ``"keep"`` reports them with id -1.
+        min_consecutive_frames, lost_track_buffer, frame_rate: passed to a tracker given by
+            name (see :func:`~composeseg.pipelines.video_tracks.make_tracker`).
+        velocity_smoothing: weight of the old velocity in a track's exponential average.
+        min_mask_area: drop objects whose mask has fewer pixels.
+    """
+
+    mask_prompt: bool = True
+    mask_prompt_min_iou: float = 0.3
+    mask_association: bool = True
+    association_iou: float = 0.4
+    max_gap: int = 5
+    gap_min_score: float = 0.5
+    unconfirmed: Unconfirmed = "provisional"
+    min_consecutive_frames: int = 1
+    lost_track_buffer: int = 30
+    frame_rate: float = 30.0
+    velocity_smoothing: float = 0.5
+    min_mask_area: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("mask_prompt_min_iou", "association_iou", "velocity_smoothing"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        for name in ("max_gap", "min_mask_area", "lost_track_buffer"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.min_consecutive_frames < 1:
+            raise ValueError(
+                f"min_consecutive_frames must be >= 1, got {self.min_consecutive_frames}"
+            )
+        if self.frame_rate <= 0:
+            raise ValueError(f"frame_rate must be > 0, got {self.frame_rate}")
+        if self.unconfirmed not in ("provisional", "drop", "keep"):
+            raise ValueError(
+                f"unconfirmed must be 'provisional', 'drop' or 'keep', got {self.unconfirmed!r}"
+            )
+
+
+class VideoSegmentation:
+    """Segment and track every object a detector finds in a video.
+
+    Args:
+        sam: a loaded :class:`~composeseg.Sam`.
+        detector: any callable ``image (H, W, 3) uint8 -> Prompts`` with boxes (see
+            :mod:`composeseg.adapters`); called once per frame, in order.
+        tracker: a name from :data:`~composeseg.pipelines.video_tracks.TRACKERS`
+            (``"none"``: the detector's prompts carry ``tracker_id`` already; rows without
+            one count as unconfirmed, so a plain detector gets mask-IoU tracking), or a tracker
+            object with ``update(sv.Detections) -> sv.Detections`` and ``reset()``.
+        config: :class:`VideoSegmentationConfig`; ``overrides`` replace some of its fields.
+
+    ``pipe(source)`` yields one ``supervision.Detections`` per frame with ``mask (N, H, W)
+    bool``, ``xyxy`` (the detector's box, or the mask's box for gap-filled objects),
+    ``tracker_id`` (stable output ids, from 1), ``class_id``, ``confidence`` (detector score x
+    predicted mask IoU) and ``data`` columns ``class_name`` (when the detector names classes),
+    ``detector_score``, ``mask_score``, ``gap_filled`` and ``source_tracker_id`` (the
+    tracker's or detector's own id; -1 when unconfirmed or gap-filled).
+    """
+
+    def __init__(
+        self,
+        sam: Sam,
+        detector: Callable[[np.ndarray], Prompts],
+        tracker: str | Any = "bytetrack",
+        *,
+        config: VideoSegmentationConfig | None = None,
+        **overrides: Any,
+    ) -> None:
+        if not callable(detector):
+            raise TypeError(f"detector must be callable image -> Prompts, got {detector!r}")
+        known = {f.name for f in fields(VideoSegmentationConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown VideoSegmentation options {unknown}; known: {sorted(known)}")
+        self.config = replace(config or VideoSegmentationConfig(), **overrides)
+        self.sam = sam
+        self.detector = detector
+        self.tracker_spec = tracker
+        self.reset()
+
+    def __repr__(self) -> str:
+        return f"VideoSegmentation({self.sam!r}, {self.detector!r}, {self.tracker_spec!r})"
+
+    def reset(self) -> None:
+        """Forget all tracks (called at the start of every video)."""
+        cfg = self.config
+        if isinstance(self.tracker_spec, str):
+            self.tracker = make_tracker(
+                self.tracker_spec,
+                frame_rate=cfg.frame_rate,
+                lost_track_buffer=cfg.lost_track_buffer,
+                minimum_consecutive_frames=cfg.min_consecutive_frames,
+            )
+        else:
+            self.tracker = self.tracker_spec
+            if hasattr(self.tracker, "reset"):
+                self.tracker.reset()
+        self.tracks: dict[int, Track] = {}
+        # tracker id -> output id, and the frame the tracker last reported that id: kept as
+        # long as the tracker itself may re-report a lost id (its lost_track_buffer)
+        self._alias: dict[int, int] = {}
+        self._alias_seen: dict[int, int] = {}
+        self._next_id = 1
+        self._frame = 0
+
+    def __call__(
+        self, source: VideoSource, *, show_progress: bool = False
+    ) -> Iterator[sv.Detections]:
+        """Yield one ``Detections`` per frame of ``source`` (path, folder or iterable of frames)."""
+        for _, detections in self.frames(source, show_progress=show_progress):
+            yield detections
+
+    def frames(
+        self, source: VideoSource, *, show_progress: bool = False, total: int | None = None
+    ) -> Iterator[tuple[Frame, sv.Detections]]:
+        """Like calling the pipeline, but yields ``(Frame, Detections)`` pairs (for writers)."""
+        self.reset()
+        for frame in progress(read_frames(source), total=total, enabled=show_progress):
+            yield frame, self.step(frame.image)
+
+    def step(self, image: np.ndarray) -> sv.Detections:
+        """Process the next frame (``(H, W, 3) uint8`` RGB) of the current video."""
+        from composeseg.sam import fit_to_image
+
+        size = (int(image.shape[0]), int(image.shape[1]))
+        prompts = self.detector(image)
+        if not isinstance(prompts, Prompts):
+            raise TypeError(
+                f"the detector returned {type(prompts).__name__}; it must return composeseg.Prompts"
+            )
+        if len(prompts) and prompts.boxes is None:
+            raise ValueError("VideoSegmentation needs box prompts from the detector")
+        if len(prompts):
+            prompts = fit_to_image(prompts, size)
+        rows = self._gap_rows(self._tracked_rows(prompts, image), size)
+        if len(rows.boxes) == 0:
+            self._expire()
+            self._frame += 1
+            return empty_detections(size)
+        detections = self._segment(image, rows, size)
+        self._expire()
+        self._frame += 1
+        return detections
+
+    def _tracked_rows(self, prompts: Prompts, image: np.ndarray) -> Rows:
+        import supervision as sv
+
+        n = len(prompts)
+        boxes = prompts.boxes if prompts.boxes is not None else np.zeros((0, 4), np.float32)
+        score = prompts.confidence if prompts.confidence is not None else np.ones(n, np.float32)
+        classes = prompts.class_id if prompts.class_id is not None else np.zeros(n, np.int64)
+        if self.tracker is None:
+            # the detector tracks (e.g. ultralytics ``model.track``); it may leave new objects
+            # without an id, as ultralytics does before confirming them: those are unconfirmed
+            order = np.arange(n)
+            ids = prompts.tracker_id if prompts.tracker_id is not None else np.full(n, -1)
+        elif n == 0:
+            self._update_tracker(sv.Detections.empty(), image)
+            order, ids = np.zeros(0, int), np.zeros(0, np.int64)
+        else:
+            tracked = self._update_tracker(
+                sv.Detections(
+                    xyxy=boxes.astype(np.float32),
+                    confidence=score.astype(np.float32),
+                    class_id=classes,
+                    data={"row": np.arange(n)},
+                ),
+                image,
+            )
+            order = np.asarray(tracked.data["row"], int)
+            ids = np.asarray(tracked.tracker_id, np.int64)
+        ids = np.asarray(ids if ids is not None else np.zeros(0), np.int64)
+        if self.config.unconfirmed == "drop":
+            order, ids = order[ids >= 0], ids[ids >= 0]
+        names = prompts.data.get("class_name")
+        known = np.array([self._alias.get(int(t), -1) for t in ids], np.int64)
+        for t in ids[known >= 0].tolist():
+            self._alias_seen[int(t)] = self._frame
+        return Rows(
+            boxes=boxes[order].astype(np.float32).reshape(-1, 4),
+            tracker_ids=ids,
+            track_ids=known,
+            class_id=classes[order].astype(np.int64),
+            class_name=None if names is None else np.asarray(names)[order].astype(str),
+            detector_score=score[order].astype(np.float32),
+            gap=np.zeros(len(order), bool),
+        )
+
+    def _update_tracker(self, detections: sv.Detections, image: np.ndarray) -> sv.Detections:
+        if getattr(self.tracker, "enable_cmc", False):  # BoT-SORT's camera-motion compensation
+            return self.tracker.update(detections, frame=image)
+        return self.tracker.update(detections)
+
+    def _gap_rows(self, rows: Rows, size: tuple[int, int]) -> Rows:
+        """Append lost tracks, at their extrapolated boxes, as candidates for gap filling."""
+        cfg, t = self.config, self._frame
+        present = set(rows.track_ids.tolist())
+        lost = [
+            track
+            for track in self.tracks.values()
+            if track.track_id not in present
+            and track.hits >= 2  # one-off false positives are not kept alive
+            and 0 < t - track.last_detected <= cfg.max_gap
+        ]
+        boxes, kept = [], []
+        height, width = size
+        for track in lost:
+            box = track.predicted_box(t)
+            box[0::2] = box[0::2].clip(0, width)
+            box[1::2] = box[1::2].clip(0, height)
+            if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
+                boxes.append(box)
+                kept.append(track)
+        if not kept:
+            return rows
+        m = len(kept)
+        names = None
+        if rows.class_name is not None or any(k.class_name is not None for k in kept):
+            old = rows.class_name if rows.class_name is not None else np.full(len(rows.boxes), "")
+            names = np.concatenate([old, [k.class_name or "" for k in kept]]).astype(str)
+        return Rows(
+            boxes=np.concatenate([rows.boxes, np.asarray(boxes, np.float32)]),
+            tracker_ids=np.concatenate([rows.tracker_ids, np.full(m, -1, np.int64)]),
+            track_ids=np.concatenate([rows.track_ids, [k.track_id for k in kept]]).astype(np.int64),
+            class_id=np.concatenate([rows.class_id, [k.class_id for k in kept]]).astype(np.int64),
+            class_name=names,
+            detector_score=np.concatenate(
+                [rows.detector_score, [k.confidence for k in kept]]
+            ).astype(np.float32),
+            gap=np.concatenate([rows.gap, np.ones(m, bool)]),
+        )
+
+    def _mask_prompts(self, rows: Rows, embedding: ImageEmbedding) -> np.ndarray | None:
+        """``(N, M, M)`` motion-shifted previous logits (NaN rows: no usable prompt)."""
+        from composeseg.transforms import boxes_to_input_frame
+
+        if not self.config.mask_prompt or not self.tracks:
+            return None
+        size = self.sam.backend.mask_size
+        scale = size / self.sam.image_size
+        frame_boxes = boxes_to_input_frame(
+            rows.boxes, embedding.original_size, embedding.input_size
+        )
+        out = np.full((len(rows.boxes), size, size), np.nan, np.float32)
+        for i, track_id in enumerate(rows.track_ids.tolist()):
+            track = self.tracks.get(track_id)
+            if track is None or track.logits.shape != (size, size):
+                continue
+            old = boxes_to_input_frame(
+                track.box[None], embedding.original_size, embedding.input_size
+            )[0]
+            iou = box_iou_matrix(track.predicted_box(self._frame)[None], rows.boxes[i : i + 1])
+            if not rows.gap[i] and iou[0, 0] < self.config.mask_prompt_min_iou:
+                continue
+            shift = ((frame_boxes[i, :2] + frame_boxes[i, 2:]) - (old[:2] + old[2:])) / 2 * scale
+            out[i] = shift_logits(track.logits, float(shift[1]), float(shift[0]))
+        return out if np.isfinite(out).any() else None
+
+    def _decode(self, embedding: ImageEmbedding, rows: Rows) -> tuple[Any, Any]:
+        """Low-res logits ``(N, M, M)`` and predicted IoU ``(N,)``: one decoder pass per group."""
+        import torch
+
+        n = len(rows.boxes)
+        base = Prompts(boxes=rows.boxes)
+        masks_in = self._mask_prompts(rows, embedding)
+        with_prompt = np.zeros(n, bool) if masks_in is None else np.isfinite(masks_in[:, 0, 0])
+        size = self.sam.backend.mask_size
+        logits = torch.zeros((n, size, size), device=self.sam.device)
+        scores = torch.zeros(n, device=self.sam.device)
+        for group in (~with_prompt, with_prompt):
+            index = np.flatnonzero(group)
+            if len(index) == 0:
+                continue
+            prompts = base[index]
+            if masks_in is not None and group is with_prompt:
+                prompts = prompts.replace(mask_input=masks_in[index])
+            low, iou = self.sam.decode_low_res(embedding, prompts, multimask=False)
+            logits[torch.as_tensor(index, device=logits.device)] = low[:, 0]
+            scores[torch.as_tensor(index, device=logits.device)] = iou[:, 0]
+        return logits, scores
+
+    def _segment(self, image: np.ndarray, rows: Rows, size: tuple[int, int]) -> sv.Detections:
+        cfg, t = self.config, self._frame
+        embedding = self.sam.embed(image)
+        logits_t, scores_t = self._decode(embedding, rows)
+        logits = logits_t.float().cpu().numpy()
+        scores = scores_t.float().cpu().numpy()
+        fg = logits > 0
+        ids = rows.track_ids.copy()
+        keep = np.ones(len(ids), bool)
+        detected = np.flatnonzero(~rows.gap)
+        # 1. a detection without a known id: is it a lost or provisional track?
+        fresh = [i for i in detected if ids[i] < 0]
+        gap_rows = np.flatnonzero(rows.gap)
+        claimed = set(ids[detected].tolist())
+        aliased = set(self._alias.values())
+        # without mask association only provisional tracks (no tracker id yet) of the previous
+        # frame are candidates: that is how a confirmed track inherits its provisional id
+        candidates = [
+            track
+            for track in self.tracks.values()
+            if track.track_id not in claimed
+            and (cfg.mask_association or (track.frame == t - 1 and track.track_id not in aliased))
+        ]
+        if fresh and candidates:
+            previous = np.stack([self._shifted_fg(track, rows, embedding) for track in candidates])
+            pairs = match(mask_iou_matrix(fg[fresh], previous), cfg.association_iou)
+            for row, col in pairs:
+                ids[fresh[row]] = candidates[col].track_id
+        taken = set(ids[detected].tolist())
+        # 2. gap rows: only for tracks no detection claimed, and not on top of a detection
+        if len(gap_rows):
+            overlap = mask_iou_matrix(fg[gap_rows], fg[detected]).max(axis=1, initial=0.0)
+            for j, i in enumerate(gap_rows):
+                if (
+                    ids[i] in taken
+                    or scores[i] < cfg.gap_min_score
+                    or not fg[i].any()
+                    or overlap[j] >= cfg.association_iou
+                ):
+                    keep[i] = False
+        # 3. new identities, and aliases from tracker ids to output ids
+        for i in detected:
+            if ids[i] < 0 and (rows.tracker_ids[i] >= 0 or cfg.unconfirmed == "provisional"):
+                ids[i] = self._next_id
+                self._next_id += 1
+            tracker_id = int(rows.tracker_ids[i])
+            if tracker_id >= 0 and ids[i] >= 0 and self._alias.get(tracker_id) != ids[i]:
+                # one tracker id per output id: the tracker's old id for it is dead
+                for old in [k for k, v in self._alias.items() if v == ids[i]]:
+                    del self._alias[old], self._alias_seen[old]
+                self._alias[tracker_id] = int(ids[i])
+                self._alias_seen[tracker_id] = self._frame
+        index = np.flatnonzero(keep)
+        masks = self.sam.masks_from_logits(logits_t[index][:, None], embedding)[:, 0]
+        boxes = rows.boxes[index].copy()
+        gap = rows.gap[index]
+        if gap.any():
+            boxes[gap] = tight_boxes(masks[gap])
+        self._remember(rows, index, ids, boxes, logits)
+        return build_detections(rows, index, ids, boxes, masks, scores, cfg.min_mask_area)
+
+    def _shifted_fg(self, track: Track, rows: Rows, embedding: ImageEmbedding) -> np.ndarray:
+        from composeseg.transforms import boxes_to_input_frame
+
+        scale = self.sam.backend.mask_size / self.sam.image_size
+        pair = np.stack([track.box, track.predicted_box(self._frame)])
+        frame = boxes_to_input_frame(pair, embedding.original_size, embedding.input_size)
+        shift = ((frame[1, :2] + frame[1, 2:]) - (frame[0, :2] + frame[0, 2:])) / 2 * scale
+        return shift_logits(track.logits, float(shift[1]), float(shift[0])) > 0
+
+    def _remember(
+        self, rows: Rows, index: np.ndarray, ids: np.ndarray, boxes: np.ndarray, logits: np.ndarray
+    ) -> None:
+        t, smoothing = self._frame, self.config.velocity_smoothing
+        for k, i in enumerate(index):
+            track_id = int(ids[i])
+            if track_id < 0:
+                continue
+            detected = not rows.gap[i]
+            track = self.tracks.get(track_id)
+            name = None if rows.class_name is None else str(rows.class_name[i])
+            if track is None:
+                self.tracks[track_id] = Track(
+                    track_id=track_id, box=boxes[k].astype(np.float32),
+                    velocity=np.zeros(4, np.float32), logits=logits[i], frame=t,
+                    last_detected=t, hits=1, class_id=int(rows.class_id[i]), class_name=name,
+                    confidence=float(rows.detector_score[i]),
+                )  # fmt: skip
+                continue
+            track.update(boxes[k], logits[i], t, detected=detected, smoothing=smoothing)
+            if detected:
+                track.class_id, track.class_name = int(rows.class_id[i]), name
+                track.confidence = float(rows.detector_score[i])
+
+    def _expire(self) -> None:
+        """Forget tracks undetected for longer than ``max_gap`` frames, and tracker ids unseen
+        for longer than ``lost_track_buffer`` frames (bounds the state)."""
+        horizon = self._frame - max(self.config.max_gap, 1)
+        for key in [k for k, track in self.tracks.items() if track.last_detected < horizon]:
+            del self.tracks[key]
+        horizon = self._frame - self.config.lost_track_buffer - 1
+        for key in [k for k, seen in self._alias_seen.items() if seen < horizon]:
+            del self._alias[key], self._alias_seen[key]

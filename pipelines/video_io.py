@@ -1,0 +1,236 @@
+"""Video in: frames from files (PyAV), image folders or cameras (any iterable of frames).
+
+Reading is lazy (one decoded frame at a time) so memory does not grow with video length.
+A frame that cannot be decoded is reported with a :class:`BrokenFrameWarning` naming its index
+and skipped; reading never stops silently. Writers live in :mod:`composeseg.pipelines.video_out`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    pass
+
+VideoSource = str | os.PathLike | Iterable[Any]
+"""A video file, a folder of image files (sorted by name), or any iterable of frames (RGB
+``(H, W, 3) uint8`` arrays, PIL images or :class:`Frame`)."""
+
+DEFAULT_FPS = 30.0
+
+
+class BrokenFrameWarning(UserWarning):
+    """A frame could not be decoded or read and was skipped."""
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One video frame.
+
+    Attributes:
+        index: 0-based position among the frames that were read (skipped frames do not count).
+        image: ``(H, W, 3) uint8`` RGB.
+        timestamp: seconds from the start of the video (``None`` when unknown).
+    """
+
+    index: int
+    image: np.ndarray
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What is known about a source before it is read (every field may be ``None``).
+
+    Attributes:
+        fps: frames per second.
+        size: ``(H, W)`` pixels.
+        frame_count: number of frames (files: the container's count, which may be an estimate).
+    """
+
+    fps: float | None
+    size: tuple[int, int] | None
+    frame_count: int | None
+
+
+def probe(source: VideoSource) -> VideoInfo:
+    """Frame rate, size and count of a video file or image folder without decoding it.
+
+    Iterables give an all-``None`` :class:`VideoInfo` (a camera has no known length).
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: a file that is not a readable video, naming it.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        count = len(source) if isinstance(source, Sized) else None
+        return VideoInfo(None, None, count)
+    path = Path(source)
+    if path.is_dir():
+        from composeseg.pipelines.instance import list_images
+
+        files = list_images(path)
+        size = None
+        if files:
+            from PIL import Image
+
+            with Image.open(files[0]) as first:
+                size = (first.height, first.width)
+        return VideoInfo(None, size, len(files))
+    container = _open_container(path)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        count = int(stream.frames) or None
+        return VideoInfo(float(rate) if rate else None, (stream.height, stream.width), count)
+    finally:
+        container.close()
+
+
+def read_frames(source: VideoSource, *, fps: float | None = None) -> Iterator[Frame]:
+    """Yield the frames of ``source`` lazily, in order.
+
+    Args:
+        source: see :data:`VideoSource`.
+        fps: frame rate used for timestamps of image folders and iterables (files carry
+            their own timestamps); ``None`` leaves their timestamps ``None``.
+
+    Yields:
+        :class:`Frame` with ``image (H, W, 3) uint8`` RGB.
+
+    Warns:
+        BrokenFrameWarning: a frame that could not be decoded (files), read (folders) or
+            understood (iterables: ``None``, wrong shape); it is skipped.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        ValueError: a file that is not a readable video, naming it.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            return _read_folder(path, fps)
+        return _read_file(path)
+    if isinstance(source, np.ndarray) and source.ndim == 3:
+        raise ValueError(
+            f"got one image of shape {source.shape}, not a video; pass a list of frames"
+        )
+    return _read_iterable(source, fps)
+
+
+def _open_container(path: Path) -> Any:
+    import av
+
+    if not path.exists():
+        raise FileNotFoundError(f"video not found: {path}")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a readable video: {error}") from None
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"{path} has no video stream")
+    return container
+
+
+def _read_file(path: Path) -> Iterator[Frame]:
+    import av
+
+    container = _open_container(path)  # fails here, before the first next(), if not a video
+    return _decode_file(container, path, av)
+
+
+def _decode_file(container: Any, path: Path, av: Any) -> Iterator[Frame]:
+    index = 0
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.FFmpegError as error:
+                warnings.warn(
+                    f"{path}: demuxing failed after frame {index - 1}: {error}; stopping",
+                    BrokenFrameWarning,
+                    stacklevel=2,
+                )
+                break
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError as error:
+                warnings.warn(
+                    f"{path}: a packet near frame {index} (pts {packet.pts}) could not be "
+                    f"decoded and was skipped: {error}",
+                    BrokenFrameWarning,
+                    stacklevel=2,
+                )
+                continue
+            for frame in decoded:
+                image = frame.to_ndarray(format="rgb24")
+                timestamp = float(frame.time) if frame.time is not None else None
+                yield Frame(index, image, timestamp)
+                index += 1
+    finally:
+        container.close()
+
+
+def _read_folder(path: Path, fps: float | None) -> Iterator[Frame]:
+    from composeseg.pipelines.instance import list_images
+
+    from composeseg.image import load_image
+
+    index = 0
+    for position, file in enumerate(list_images(path)):
+        try:
+            image = load_image(file)
+        except (OSError, ValueError) as error:
+            warnings.warn(
+                f"{file} (file {position} of {path}) could not be read and was skipped: {error}",
+                BrokenFrameWarning,
+                stacklevel=2,
+            )
+            continue
+        yield Frame(index, image, None if fps is None else index / fps)
+        index += 1
+
+
+def _read_iterable(frames: Iterable[Any], fps: float | None) -> Iterator[Frame]:
+    from composeseg.image import load_image
+
+    index = 0
+    for position, item in enumerate(frames):
+        if isinstance(item, Frame):
+            yield Frame(index, item.image, item.timestamp)
+            index += 1
+            continue
+        image = getattr(item, "image", item)  # e.g. composeseg.synthetic.VideoFrame
+        try:
+            if image is None:
+                raise ValueError("got None")
+            rgb = load_image(image)
+        except (OSError, ValueError, TypeError) as error:
+            warnings.warn(
+                f"frame {position} of the input could not be used and was skipped: {error}",
+                BrokenFrameWarning,
+                stacklevel=2,
+            )
+            continue
+        yield Frame(index, rgb, None if fps is None else index / fps)
+        index += 1
+
+
+def progress(frames: Iterable[Frame], *, total: int | None = None, enabled: bool = True) -> Any:
+    """Wrap frames in a tqdm bar counting frames and showing frames/s."""
+    from tqdm.auto import tqdm
+
+    return tqdm(frames, total=total, disable=not enabled, unit="frame", dynamic_ncols=True)

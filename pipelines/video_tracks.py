@@ -1,0 +1,243 @@
+"""Building blocks of :class:`~composeseg.pipelines.VideoSegmentation`: trackers and track state.
+
+Kept apart from the pipeline so that each piece (tracker construction, motion-shifted mask
+logits, mask-IoU association) can be read and tested on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import supervision as sv
+
+TRACKERS: tuple[str, ...] = ("bytetrack", "ocsort", "sort", "botsort", "none")
+"""Tracker names accepted by :func:`make_tracker`; ``"none"`` uses the detector's own ids
+(e.g. ultralytics ``model.track`` results, read by :func:`composeseg.adapters.from_ultralytics`)."""
+
+# A logit this low means "certainly background" to SAM's mask encoder; it fills the pixels
+# that a shifted mask prompt uncovers.
+_BACKGROUND_LOGIT = -20.0
+
+
+def make_tracker(
+    name: str,
+    *,
+    frame_rate: float = 30.0,
+    lost_track_buffer: int = 30,
+    minimum_consecutive_frames: int = 1,
+) -> Any:
+    """A tracker of the ``trackers`` package by name (see :data:`TRACKERS`); ``None`` for "none".
+
+    Every tracker gets ``frame_rate``, ``lost_track_buffer`` (frames a lost track is kept for
+    re-identification at 30 fps) and ``minimum_consecutive_frames`` (hits before a track gets
+    an id; the trackers' defaults are 2-3, which leaves new objects without an id for that many
+    frames). BoT-SORT also compensates camera motion (it is given the frames).
+
+    Raises:
+        ValueError: an unknown name.
+        ImportError: the ``trackers`` package is missing (names the pip extra).
+    """
+    key = name.lower().replace("-", "").replace("_", "")
+    if key == "none":
+        return None
+    classes = {
+        "bytetrack": "ByteTrackTracker",
+        "ocsort": "OCSORTTracker",
+        "sort": "SORTTracker",
+        "botsort": "BoTSORTTracker",
+    }
+    if key not in classes:
+        raise ValueError(f"unknown tracker {name!r}; expected one of {TRACKERS}")
+    try:
+        import trackers
+    except ImportError:
+        raise ImportError(
+            "video tracking needs the trackers package: pip install 'composeseg[video]'"
+        ) from None
+    tracker_class = getattr(trackers, classes[key])
+    return tracker_class(
+        lost_track_buffer=lost_track_buffer,
+        frame_rate=frame_rate,
+        minimum_consecutive_frames=minimum_consecutive_frames,
+    )
+
+
+@dataclass(eq=False)
+class Track:
+    """What the pipeline remembers of one output identity (bounded: no per-frame history).
+
+    Attributes:
+        track_id: the id reported in ``Detections.tracker_id``.
+        box: ``(4,) float32`` xyxy pixels in the last frame it was seen or filled.
+        velocity: ``(4,) float32`` smoothed per-frame change of ``box``.
+        logits: ``(M, M) float32`` low-resolution mask logits from that frame.
+        frame: index of that frame.
+        last_detected: last frame in which the detector found it.
+        hits: frames in which the detector found it.
+        class_id, class_name, confidence: from its last detection.
+    """
+
+    track_id: int
+    box: np.ndarray
+    velocity: np.ndarray
+    logits: np.ndarray
+    frame: int
+    last_detected: int
+    hits: int
+    class_id: int
+    class_name: str | None
+    confidence: float
+
+    def predicted_box(self, frame: int) -> np.ndarray:
+        """``(4,)`` xyxy box extrapolated to ``frame`` at constant velocity."""
+        return self.box + self.velocity * float(frame - self.frame)
+
+    def update(
+        self, box: np.ndarray, logits: np.ndarray, frame: int, *, detected: bool, smoothing: float
+    ) -> None:
+        step = max(frame - self.frame, 1)
+        observed = (box - self.box) / step
+        self.velocity = (smoothing * self.velocity + (1 - smoothing) * observed).astype(np.float32)
+        self.box = box.astype(np.float32)
+        self.logits = logits
+        self.frame = frame
+        if detected:
+            self.last_detected = frame
+            self.hits += 1
+
+
+def shift_logits(logits: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """Translate ``(..., M, M)`` logits by whole low-res pixels; uncovered pixels are background."""
+    sy, sx = round(dy), round(dx)
+    if sy == 0 and sx == 0:
+        return logits
+    out = np.full_like(logits, _BACKGROUND_LOGIT)
+    m_h, m_w = logits.shape[-2:]
+    if abs(sy) >= m_h or abs(sx) >= m_w:
+        return out
+    src_y = slice(max(0, -sy), m_h - max(0, sy))
+    dst_y = slice(max(0, sy), m_h - max(0, -sy))
+    src_x = slice(max(0, -sx), m_w - max(0, sx))
+    dst_x = slice(max(0, sx), m_w - max(0, -sx))
+    out[..., dst_y, dst_x] = logits[..., src_y, src_x]
+    return out
+
+
+def mask_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(N, M)`` IoU between ``(N, H, W)`` and ``(M, H, W)`` boolean masks (0 for two empties)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    fa = a.reshape(len(a), -1).astype(np.float32)
+    fb = b.reshape(len(b), -1).astype(np.float32)
+    inter = fa @ fb.T
+    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-6), 0.0).astype(np.float32)
+
+
+def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(N, M)`` IoU between ``(N, 4)`` and ``(M, 4)`` xyxy boxes."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = (x1 - x0).clip(0) * (y1 - y0).clip(0)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return (inter / np.maximum(union, 1e-6)).astype(np.float32)
+
+
+def match(similarity: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Optimal one-to-one ``(row, col)`` pairs with similarity ``>= threshold`` (Hungarian)."""
+    if similarity.size == 0:
+        return []
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(similarity, maximize=True)
+    return [
+        (int(r), int(c)) for r, c in zip(rows, cols, strict=True) if similarity[r, c] >= threshold
+    ]
+
+
+@dataclass(frozen=True, eq=False)
+class Rows:
+    """One frame's objects (detected, plus lost tracks to gap-fill), one row each."""
+
+    boxes: np.ndarray  # (N, 4) float32 xyxy pixels
+    tracker_ids: np.ndarray  # (N,) int64 as given by the tracker (-1: unconfirmed)
+    track_ids: np.ndarray  # (N,) int64 output ids (-1: still to assign)
+    class_id: np.ndarray  # (N,) int64
+    class_name: np.ndarray | None  # (N,) str
+    detector_score: np.ndarray  # (N,) float32
+    gap: np.ndarray  # (N,) bool: gap-filled from a lost track, not detected
+
+
+def tight_boxes(masks: np.ndarray) -> np.ndarray:
+    """``(N, 4) float32`` xyxy boxes of ``(N, H, W)`` masks (x1, y1 exclusive)."""
+    out = np.zeros((len(masks), 4), np.float32)
+    for i, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        if len(xs):
+            out[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return out
+
+
+def build_detections(
+    rows: Rows,
+    index: np.ndarray,
+    ids: np.ndarray,
+    boxes: np.ndarray,
+    masks: np.ndarray,
+    scores: np.ndarray,
+    min_mask_area: int,
+) -> sv.Detections:
+    import supervision as sv
+
+    mask_score = scores[index].astype(np.float32)
+    detector_score = rows.detector_score[index]
+    data: dict[str, Any] = {
+        "detector_score": detector_score,
+        "mask_score": mask_score,
+        "gap_filled": rows.gap[index],
+        "source_tracker_id": rows.tracker_ids[index],
+    }
+    if rows.class_name is not None:
+        data["class_name"] = rows.class_name[index]
+    detections = sv.Detections(
+        xyxy=boxes.reshape(-1, 4),
+        mask=masks,
+        confidence=(detector_score * np.clip(mask_score, 0, 1)).astype(np.float32),
+        class_id=rows.class_id[index],
+        tracker_id=ids[index].astype(np.int64),
+        data=data,
+    )
+    order = np.argsort(ids[index], kind="stable")
+    detections = detections[order]  # type: ignore[assignment]
+    if min_mask_area:
+        area = detections.mask.reshape(len(detections), -1).sum(1)  # type: ignore[union-attr]
+        detections = detections[area >= min_mask_area]  # type: ignore[assignment]
+    return detections
+
+
+def empty_detections(size: tuple[int, int]) -> sv.Detections:
+    import supervision as sv
+
+    return sv.Detections(
+        xyxy=np.zeros((0, 4), np.float32),
+        mask=np.zeros((0, *size), bool),
+        confidence=np.zeros(0, np.float32),
+        class_id=np.zeros(0, np.int64),
+        tracker_id=np.zeros(0, np.int64),
+        data={
+            "detector_score": np.zeros(0, np.float32),
+            "mask_score": np.zeros(0, np.float32),
+            "gap_filled": np.zeros(0, bool),
+            "source_tracker_id": np.zeros(0, np.int64),
+        },
+    )
