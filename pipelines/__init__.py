@@ -14,6 +14,18 @@ _LAZY: dict[str, str] = {
     "InstanceSegmentation": "composeseg.pipelines.instance",
     "InstanceConfig": "composeseg.pipelines.instance",
     "ImageResult": "composeseg.pipelines.instance",
+    "AutomaticMaskGenerator": "composeseg.pipelines.amg",
+    "ObjectProposals": "composeseg.pipelines.proposals",
+    "EdgeDetection": "composeseg.pipelines.edges",
+    "VideoSegmentation": "composeseg.pipelines.video",
+    "VideoSegmentationConfig": "composeseg.pipelines.video",
+    "SimulatedDetector": "composeseg.pipelines.video_sim",
+    "SimulatedDetectorConfig": "composeseg.pipelines.video_sim",
+    "read_frames": "composeseg.pipelines.video_io",
+    "VideoWriter": "composeseg.pipelines.video_out",
+    "ResultsWriter": "composeseg.pipelines.video_out",
+    "Sam2Propagation": "composeseg.pipelines.video_sam2",
+    "PropagationConfig": "composeseg.pipelines.video_sam2",
 }
 
 __all__ = sorted(_LAZY)

@@ -16,6 +16,11 @@ from composeseg._version import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "composeseg.pipelines.cli.segment",
     "composeseg.pipelines.cli.evaluate",
+    "composeseg.pipelines.cli.everything",
+    "composeseg.pipelines.cli.proposals",
+    "composeseg.pipelines.cli.edges",
+    "composeseg.pipelines.cli.train",
+    "composeseg.pipelines.cli.track",
 )
 
 

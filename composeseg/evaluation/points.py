@@ -1,0 +1,241 @@
+"""Prompt-to-mask quality with the SAM paper's protocols: box, one point, interactive points.
+
+- **box**: the tight ground-truth box of each instance, one mask.
+- **one point**: the point farthest from the instance boundary (maximum of the distance
+  transform inside the mask; the image border counts as boundary); 3 candidate masks, scored
+  both as the best of the three (oracle) and as the most confident one.
+- **interactive**: the first point as above (most confident of 3 masks); each next point is
+  placed farthest from the boundary of the larger error region, positive on a false negative,
+  negative on a false positive, and the previous low-res logits are fed back as mask prompt.
+
+Works on any model :func:`composeseg.load_sam` loads and on any source of ``(image, masks)``:
+a COCO-format folder (:func:`coco_instances`) or generated scenes (:func:`scene_instances`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+if TYPE_CHECKING:
+    from composeseg.sam import Sam
+    from composeseg.synthetic import SceneConfig
+
+PADDING = -1
+
+
+def farthest_point(mask: np.ndarray) -> tuple[float, float] | None:
+    """The pixel of ``(H, W) bool`` ``mask`` farthest from its boundary, as ``(x, y)``.
+
+    Pixels outside the image count as outside the mask, so an object cut by the image border
+    gets its point away from that border too. Ties go to the first pixel in row-major order.
+    Returns None for an empty mask.
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
+    if not mask.any():
+        return None
+    padded = np.pad(mask.astype(np.uint8), 1)
+    distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return float(x), float(y)
+
+
+def next_click(predicted: np.ndarray, target: np.ndarray) -> tuple[tuple[float, float], int] | None:
+    """The next corrective click of the interactive protocol, or None when nothing is wrong.
+
+    Returns ``((x, y), label)``: label 1 at the point farthest from the boundary of the false
+    negatives, or 0 at that of the false positives, whichever lies deeper inside its region.
+    """
+    false_neg = target & ~predicted
+    false_pos = predicted & ~target
+    best: tuple[float, int, np.ndarray] | None = None
+    for label, region in ((1, false_neg), (0, false_pos)):
+        if not region.any():
+            continue
+        padded = np.pad(region.astype(np.uint8), 1)
+        dist = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+        depth = float(dist.max())
+        if best is None or depth > best[0]:  # ties keep the false negative
+            best = (depth, label, dist)
+    if best is None:
+        return None
+    _, label, dist = best
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return (float(x), float(y)), label
+
+
+def iou(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """IoU of ``(N, ..., H, W)`` bool predictions with ``(N, H, W)`` targets -> ``(N, ...)``."""
+    target = target.reshape(target.shape[0], *([1] * (predicted.ndim - 3)), *target.shape[1:])
+    inter = (predicted & target).sum((-2, -1))
+    union = (predicted | target).sum((-2, -1))
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+@dataclass(frozen=True)
+class PointPromptMetrics:
+    """Mean IoU over all instances under each protocol.
+
+    Attributes:
+        box: tight ground-truth box.
+        one_point_oracle: one farthest-from-boundary point, best of the 3 masks.
+        one_point_confident: same point, the mask with the highest predicted IoU.
+        interactive: after ``interactive_points`` clicks.
+        interactive_points: clicks in the interactive protocol.
+        instances, images: how much was evaluated.
+    """
+
+    box: float
+    one_point_oracle: float
+    one_point_confident: float
+    interactive: float
+    interactive_points: int
+    instances: int
+    images: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def image_ious(
+    sam: Sam, image: np.ndarray, masks: np.ndarray, *, interactive_points: int = 3
+) -> dict[str, np.ndarray]:
+    """Per-instance IoU of one image under each protocol.
+
+    Args:
+        image: ``(H, W, 3) uint8``.
+        masks: ``(N, H, W) bool`` non-empty ground-truth masks.
+
+    Returns:
+        ``{"box", "one_point_oracle", "one_point_confident", "interactive"}`` -> ``(N,)``.
+    """
+    from composeseg.train.prompts import mask_boxes
+
+    if interactive_points < 1:
+        raise ValueError(f"interactive_points must be >= 1, got {interactive_points}")
+    masks = np.asarray(masks, bool)
+    if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
+        raise ValueError(
+            f"masks must be (N, {image.shape[0]}, {image.shape[1]}), got {masks.shape}"
+        )
+    empty = ~masks.reshape(len(masks), -1).any(1)
+    if empty.any():
+        raise ValueError(f"masks[{int(np.argmax(empty))}] is empty")
+    embedding = sam.embed(image)
+    box = sam.segment(embedding, boxes=mask_boxes(masks))
+    points = np.array([farthest_point(m) for m in masks], np.float32).reshape(-1, 1, 2)
+    labels = np.ones((len(masks), 1), np.int64)
+    one = sam.segment(embedding, points=points, point_labels=labels, multimask=True)
+    one_iou = iou(one.masks, masks)
+    confident = one.scores.argmax(1)
+    rows = np.arange(len(masks))
+    current = one.masks[rows, confident]
+    logits = one.logits[rows, confident]
+    for _ in range(interactive_points - 1):
+        clicks = [next_click(current[i], masks[i]) for i in rows]
+        new_points = np.zeros((len(masks), 1, 2), np.float32)
+        new_labels = np.full((len(masks), 1), PADDING, np.int64)
+        for i, click in enumerate(clicks):
+            if click is not None:
+                new_points[i, 0], new_labels[i, 0] = click
+        points = np.concatenate([points, new_points], axis=1)
+        labels = np.concatenate([labels, new_labels], axis=1)
+        step = sam.segment(embedding, points=points, point_labels=labels, mask_input=logits)
+        current, logits = step.masks[:, 0], step.logits[:, 0]
+    return {
+        "box": iou(box.masks[:, 0], masks),
+        "one_point_oracle": one_iou.max(1),
+        "one_point_confident": one_iou[rows, confident],
+        "interactive": iou(current, masks),
+    }
+
+
+def point_prompt_miou(
+    sam: Sam,
+    samples: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    interactive_points: int = 3,
+) -> PointPromptMetrics:
+    """Mean IoU of ``sam`` over every instance of ``samples`` under each protocol.
+
+    Args:
+        sam: any loaded model (:func:`composeseg.load_sam`).
+        samples: ``(image (H, W, 3) uint8, masks (N, H, W) bool)`` pairs, e.g. from
+            :func:`coco_instances` or :func:`scene_instances`. Images without instances and
+            empty masks are skipped.
+        interactive_points: clicks of the interactive protocol (the paper reports 1 to 9).
+
+    Raises:
+        ValueError: no instance to evaluate.
+    """
+    collected: dict[str, list[np.ndarray]] = {}
+    images = 0
+    for image, masks in samples:
+        masks = np.asarray(masks, bool)
+        masks = masks[masks.reshape(len(masks), -1).any(1)] if len(masks) else masks
+        if not len(masks):
+            continue
+        images += 1
+        for name, values in image_ious(
+            sam, image, masks, interactive_points=interactive_points
+        ).items():
+            collected.setdefault(name, []).append(values)
+    if not collected:
+        raise ValueError("no instance to evaluate: every image was empty")
+    means = {name: float(np.concatenate(v).mean()) for name, v in collected.items()}
+    return PointPromptMetrics(
+        box=means["box"],
+        one_point_oracle=means["one_point_oracle"],
+        one_point_confident=means["one_point_confident"],
+        interactive=means["interactive"],
+        interactive_points=interactive_points,
+        instances=int(sum(len(v) for v in collected["box"])),
+        images=images,
+    )
+
+
+def coco_instances(
+    annotation_file: str | os.PathLike, image_dir: str | os.PathLike, *, max_images: int = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(image, masks)`` per image of a COCO-format dataset (crowd annotations skipped).
+
+    ``max_images`` > 0 stops after that many images (in image-id order).
+    """
+    from pycocotools.coco import COCO
+
+    from composeseg.image import load_image
+
+    if not Path(annotation_file).is_file():
+        raise FileNotFoundError(f"COCO annotation file {annotation_file} does not exist")
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco = COCO(str(annotation_file))
+    ids = sorted(coco.getImgIds())
+    for count, image_id in enumerate(ids):
+        if max_images and count >= max_images:
+            return
+        info = coco.imgs[image_id]
+        image = load_image(Path(image_dir) / info["file_name"])
+        anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        masks = [coco.annToMask(a).astype(bool) for a in anns]
+        shape = (0, *image.shape[:2])
+        yield image, (np.stack(masks) if masks else np.zeros(shape, bool))
+
+
+def scene_instances(
+    seeds: Iterable[int], config: SceneConfig | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(image, masks)`` of the generated scene of each seed (default ``SceneConfig()``)."""
+    from composeseg.synthetic import SceneConfig, generate_scene
+
+    for seed in seeds:
+        scene = generate_scene(int(seed), config or SceneConfig())
+        yield scene.image, scene.masks()

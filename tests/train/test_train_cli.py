@@ -1,0 +1,68 @@
+"""``composeseg train``: decoder-only fine-tuning of a second model on a COCO folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from composeseg.pipelines.cli import main
+
+from composeseg import load_sam
+from composeseg.synthetic import SceneConfig, generate_scene, write_coco
+from composeseg.tiny import build_model, tiny_sam_config
+
+
+@pytest.fixture(scope="module")
+def coco_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("coco")
+    config = SceneConfig(height=72, width=96, max_objects=3)
+    write_coco([generate_scene(seed, config) for seed in range(4)], out)
+    return out
+
+
+def test_decoder_only_fine_tuning_in_one_command(coco_folder: Path, tmp_path: Path) -> None:
+    start = tmp_path / "start"
+    build_model(tiny_sam_config(), seed=7).save_pretrained(start)
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "--data", str(coco_folder / "annotations.json"),
+        "--images", str(coco_folder / "images"),
+        "--holdout", "1",
+        "--init", str(start),
+        "--freeze-image-encoder",
+        "-o", str(out),
+        "--steps", "3",
+        "--batch-images", "2",
+        "--prompts-per-image", "2",
+        "--interactive-rounds", "1",
+        "--val-images", "1",
+        "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    before, after = load_sam(start, device="cpu").model, load_sam(out / "model", device="cpu").model
+    for name, value in before.vision_encoder.state_dict().items():
+        assert torch.equal(value, after.vision_encoder.state_dict()[name]), name
+    decoder = after.mask_decoder.state_dict()
+    changed = [
+        k for k, v in before.mask_decoder.state_dict().items() if not torch.equal(v, decoder[k])
+    ]
+    assert changed
+    assert (out / "best" / "config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "-o", "x"], "either --synthetic"),
+        (["train", "--synthetic", "--data", "a.json", "--images", "d", "-o", "x"], "either"),
+        (["train", "--data", "missing.json", "--images", ".", "-o", "x"], "does not exist"),
+        (["train", "--synthetic", "--steps", "0", "-o", "x"], "steps must be"),
+    ],
+)
+def test_bad_arguments_fail_with_a_message(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""Short training runs on a tiny model: outputs load, an interrupted run resumes exactly."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from composeseg import load_sam
+from composeseg.synthetic import SceneConfig
+from composeseg.tiny import tiny_sam_config
+from composeseg.train.config import TrainConfig
+from composeseg.train.data import SyntheticSource
+from composeseg.train.loop import CHECKPOINT_NAME, learning_rate_factor, train
+from composeseg.train.model import build_model_for_training
+
+SOURCE = SyntheticSource(
+    scene_config=SceneConfig(height=64, width=64, max_objects=3),
+    min_side=64,
+    max_side=96,
+    validation_config=SceneConfig(height=64, width=64, max_objects=3),
+)
+CONFIG = TrainConfig(
+    steps=3,
+    batch_images=2,
+    prompts_per_image=3,
+    interactive_rounds=1,
+    warmup_steps=10,
+    val_every=0,
+    val_images=2,
+    checkpoint_every=1,
+)
+
+
+def _run(out: Path, **changes: object) -> object:
+    model = build_model_for_training(tiny_sam_config(), seed=0)
+    resume = bool(changes.pop("resume", False))
+    return train(
+        model,
+        SOURCE,
+        CONFIG.replace(**changes),
+        out,
+        resume=resume,
+        progress=False,
+        log=lambda _: None,
+    )
+
+
+def test_a_short_run_writes_a_loadable_model(tmp_path: Path) -> None:
+    result = _run(tmp_path)
+    assert result.step == 3 and len(result.losses) == 3
+    assert all(np.isfinite(result.losses))
+    assert (tmp_path / CHECKPOINT_NAME).is_file()
+    assert [entry["step"] for entry in result.history] == [3]
+    assert 0.0 <= result.history[0]["box"] <= 1.0
+    sam = load_sam(result.model_dir, device="cpu")
+    prediction = sam.segment(np.zeros((50, 70, 3), np.uint8), boxes=[5, 5, 40, 30])
+    assert prediction.masks.shape == (1, 1, 50, 70)
+    assert result.best_dir is not None and (result.best_dir / "config.json").is_file()
+    trained = sam.model.mask_decoder.iou_token.weight
+    assert not torch.equal(
+        trained, build_model_for_training(tiny_sam_config()).mask_decoder.iou_token.weight
+    )
+
+
+def test_resume_continues_with_the_identical_next_step(tmp_path: Path) -> None:
+    whole = _run(tmp_path / "whole")
+    _run(tmp_path / "cut", steps=2)
+    resumed = _run(tmp_path / "cut", resume=True)
+    assert resumed.step == 3 and len(resumed.losses) == 1
+    assert resumed.losses[0] == pytest.approx(whole.losses[2], rel=1e-5)
+    with pytest.raises(ValueError, match="resume"):
+        _run(tmp_path / "cut")
+    with pytest.raises(ValueError, match="different config.*lr"):
+        _run(tmp_path / "cut", resume=True, lr=1e-3)
+
+
+def test_learning_rate_warms_up_then_decays() -> None:
+    config = TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    factors = [learning_rate_factor(s, config) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:]))
+    assert factors[-1] == pytest.approx(0.1, abs=0.01)
