@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from composeseg.adapters.options import PromptOptions, build_prompts, resolve_options
 
+from composeseg.adapters.options import PromptOptions, build_prompts, resolve_options
 from composeseg.prompts import Prompts
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh", "xyxyn", "xywhn", "cxcywhn")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from composeseg.adapters.options import PromptOptions
-
 from composeseg.prompts import Prompts
 
 _ULTRALYTICS_SUFFIXES = (".pt", ".yaml", ".yml", ".onnx", ".engine", ".torchscript")

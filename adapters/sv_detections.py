@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from composeseg.adapters.options import PromptOptions, build_prompts, resolve_options
 
+from composeseg.adapters.options import PromptOptions, build_prompts, resolve_options
 from composeseg.prompts import Prompts
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from composeseg.adapters.options import PromptOptions, build_prompts, resolve_options
 
+from composeseg.adapters.options import PromptOptions, build_prompts, resolve_options
 from composeseg.prompts import Prompts
 
 

@@ -86,9 +86,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from composeseg.pipelines import InstanceSegmentation
-
     from composeseg import load_sam
+    from composeseg.pipelines import InstanceSegmentation
     from composeseg.prompts import Prompts
 
     counts = (5, 20) if args.quick or args.tiny else (5, 20, 100)

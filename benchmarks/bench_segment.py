@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from common import best_time, peak_rss, print_table  # noqa: E402
+from common import best_time, print_table
 
 
 def build_checkpoint(directory: Path, tiny: bool) -> Path:
@@ -41,7 +41,9 @@ def scene(height: int, width: int, seed: int = 0) -> np.ndarray:
     image = rng.integers(0, 80, (height, width, 3), dtype=np.uint8)
     for _ in range(12):
         y, x = rng.integers(0, height - 40), rng.integers(0, width - 40)
-        image[y : y + rng.integers(20, 300), x : x + rng.integers(20, 300)] = rng.integers(0, 255, 3)
+        image[y : y + rng.integers(20, 300), x : x + rng.integers(20, 300)] = rng.integers(
+            0, 255, 3
+        )
     return image
 
 
@@ -92,8 +94,11 @@ def parity(checkpoint: Path, tiny: bool) -> list[list[object]]:
     cases = {
         "box": {"box": np.array([100, 80, 400, 300], np.float32)},
         "points": {"points": np.array([[200, 150], [500, 400]], np.float32), "labels": [1, 0]},
-        "box+point": {"box": np.array([100, 80, 400, 300], np.float32),
-                      "points": np.array([[200, 150]], np.float32), "labels": [1]},  # fmt: skip
+        "box+point": {
+            "box": np.array([100, 80, 400, 300], np.float32),
+            "points": np.array([[200, 150]], np.float32),
+            "labels": [1],
+        },
     }
     for name, case in cases.items():
         for multimask in (False, True):
@@ -111,12 +116,14 @@ def parity(checkpoint: Path, tiny: bool) -> list[list[object]]:
                 multimask=multimask,
             )
             ious = [iou(a, b) for a, b in zip(ours.masks[0], masks, strict=True)]
-            rows.append([
-                f"{name}{' multimask' if multimask else ''}",
-                f"{np.mean(ious):.5f}",
-                f"{np.abs(ours.logits[0] - logits).max():.2e}",
-                f"{np.abs(ours.scores[0] - scores).max():.2e}",
-            ])  # fmt: skip
+            rows.append(
+                [
+                    f"{name}{' multimask' if multimask else ''}",
+                    f"{np.mean(ious):.5f}",
+                    f"{np.abs(ours.logits[0] - logits).max():.2e}",
+                    f"{np.abs(ours.scores[0] - scores).max():.2e}",
+                ]
+            )
     return rows
 
 
@@ -157,8 +164,10 @@ def main() -> None:
         checkpoint = build_checkpoint(Path(tmp), args.tiny)
         print(f"model: {'tiny' if args.tiny else 'ViT-B'} random weights; threads: {args.threads}")
         print("\nParity with Meta's SamPredictor (same weights, 640x480 image):")
-        print_table(["case", "mean mask IoU", "max |logit diff|", "max |score diff|"],
-                    parity(checkpoint, args.tiny))  # fmt: skip
+        print_table(
+            ["case", "mean mask IoU", "max |logit diff|", "max |score diff|"],
+            parity(checkpoint, args.tiny),
+        )
 
         image = scene(1080, 1920)
         fp32 = load_sam(checkpoint, device="cpu")
@@ -172,9 +181,11 @@ def main() -> None:
         print("\nImage encoder, one 1920x1080 image:")
         print_table(
             ["dtype", "embed (s)", "speed-up", "mask IoU vs float32 (16 boxes)"],
-            [["float32", f"{t32:.2f}", "1.00x", "-"],
-             ["bfloat16", f"{t16:.2f}", f"{t32 / t16:.2f}x", f"{agreement:.4f}"]],
-        )  # fmt: skip
+            [
+                ["float32", f"{t32:.2f}", "1.00x", "-"],
+                ["bfloat16", f"{t16:.2f}", f"{t32 / t16:.2f}x", f"{agreement:.4f}"],
+            ],
+        )
 
         embedding = fp32.embed(image)
         embeddings = embedding.features[0]
@@ -187,8 +198,16 @@ def main() -> None:
                 repeat=1,
                 warmup=0 if count > 1 else 1,
             )
-            rows.append([count, f"{ours * 1000:.0f}", f"{ours / count * 1000:.1f}",
-                         f"{peer * 1000:.0f}", f"{peer / count * 1000:.1f}", f"{peer / ours:.2f}x"])  # fmt: skip
+            rows.append(
+                [
+                    count,
+                    f"{ours * 1000:.0f}",
+                    f"{ours / count * 1000:.1f}",
+                    f"{peer * 1000:.0f}",
+                    f"{peer / count * 1000:.1f}",
+                    f"{peer / ours:.2f}x",
+                ]
+            )
         print("\nDecode, 1920x1080 image, embedding reused (ms):")
         print_table(["boxes", "segment", "per box", "processor loop", "per box", "speed-up"], rows)
 
@@ -204,9 +223,13 @@ def main() -> None:
         print("\nPeak memory above the loaded model, 64 boxes on a 4000x3000 image:")
         embed_mb, segment_mb = memory_case(checkpoint, 64, 3000, 4000)
         masks_mb = 64 * 3000 * 4000 / 2**20
-        print_table(["step", "peak RSS above the loaded model (MB)", "returned masks (MB)"],
-                    [["embed", f"{embed_mb:.0f}", "-"],
-                     ["segment, 64 boxes", f"{segment_mb:.0f}", f"{masks_mb:.0f}"]])  # fmt: skip
+        print_table(
+            ["step", "peak RSS above the loaded model (MB)", "returned masks (MB)"],
+            [
+                ["embed", f"{embed_mb:.0f}", "-"],
+                ["segment, 64 boxes", f"{segment_mb:.0f}", f"{masks_mb:.0f}"],
+            ],
+        )
 
 
 def _prompts(boxes: np.ndarray, image: np.ndarray):  # type: ignore[no-untyped-def]

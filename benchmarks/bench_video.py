@@ -93,9 +93,10 @@ def video_rows(sam: Any, label: str, video: VideoConfig) -> list[list[Any]]:
 
 
 def sam2_rows(video: VideoConfig) -> list[list[Any]]:
+    from transformers import Sam2VideoModel
+
     from composeseg.pipelines.video_sam2 import Sam2Propagation, tiny_sam2_video_config
     from composeseg.pipelines.video_sim import SimulatedDetector
-    from transformers import Sam2VideoModel
 
     torch.manual_seed(0)
     model = Sam2VideoModel(tiny_sam2_video_config()).eval()

@@ -29,12 +29,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--thresholds", type=int, default=99)
     args = parser.parse_args(argv)
 
-    from composeseg.pipelines.edges import EdgeDetection, canny_edges, sobel_edges
-    from composeseg.pipelines.proposals import ObjectProposals
-
     from composeseg import load_sam
     from composeseg.evaluation.edges import edge_f_measure
     from composeseg.evaluation.proposals import proposal_recall
+    from composeseg.pipelines.edges import EdgeDetection, canny_edges, sobel_edges
+    from composeseg.pipelines.proposals import ObjectProposals
     from composeseg.synthetic import SceneConfig, generate_scene, scenes_to_coco
     from composeseg.train.config import EVALUATION_SEED_START
 

@@ -65,11 +65,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=10_000, help="first scene seed")
     args = parser.parse_args()
 
-    from composeseg.adapters import CocoBoxes
-    from composeseg.pipelines import InstanceSegmentation
-
     from composeseg import load_sam
+    from composeseg.adapters import CocoBoxes
     from composeseg.evaluation import evaluate_instances
+    from composeseg.pipelines import InstanceSegmentation
     from composeseg.synthetic import SceneConfig, generate_scenes, write_coco
 
     with tempfile.TemporaryDirectory() as tmp:

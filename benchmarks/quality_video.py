@@ -101,9 +101,8 @@ def load(args: argparse.Namespace, directory: Path) -> Any:
 
 
 def evaluate(make_engine: Any, args: argparse.Namespace) -> tuple[Any, float]:
-    from composeseg.pipelines.video_sim import SimulatedDetector, SimulatedDetectorConfig
-
     from composeseg.evaluation.tracking import TrackingEvaluator
+    from composeseg.pipelines.video_sim import SimulatedDetector, SimulatedDetectorConfig
 
     video = VideoConfig(height=args.size, width=args.size, n_frames=args.frames)
     noise = SimulatedDetectorConfig(jitter=args.jitter, miss_rate=args.miss_rate)

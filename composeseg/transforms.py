@@ -49,7 +49,9 @@ def preprocess(
     new_h, new_w = resized_shape((height, width), target, mode)
     resized = image
     if (new_h, new_w) != (height, width):
-        resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
+        resized = np.asarray(
+            Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR)
+        )
     pixels = torch.from_numpy(np.array(resized, copy=True)).permute(2, 0, 1).float()
     pixels = (pixels - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
     padded = F.pad(pixels, (0, target - new_w, 0, target - new_h))

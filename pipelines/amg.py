@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from composeseg.image import ImageSource, load_image
 from composeseg.pipelines.amg_data import (
     MaskSet,
     box_nms,
@@ -28,8 +30,6 @@ from composeseg.pipelines.amg_utils import (
     rle_boxes_xyxy,
     stability_score_np,
 )
-
-from composeseg.image import ImageSource, load_image
 from composeseg.prediction import ImageEmbedding
 from composeseg.prompts import Prompts
 from composeseg.transforms import upscale_logits

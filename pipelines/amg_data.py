@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
 from composeseg.pipelines.amg_utils import (
     Rle,
     decode_rle,

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from composeseg.pipelines.amg import AutomaticMaskGenerator
-from composeseg.pipelines.amg_data import MaskSet
 
 from composeseg.image import ImageSource, load_image
+from composeseg.pipelines.amg import AutomaticMaskGenerator
+from composeseg.pipelines.amg_data import MaskSet
 from composeseg.transforms import upscale_logits
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from composeseg.io import mask_to_rle, write_json
 
 if TYPE_CHECKING:
     import supervision as sv
+
     from composeseg.pipelines.instance import ImageResult
 
 # per-detection data columns that export as numbers / strings in COCO records
@@ -70,6 +71,7 @@ def coco_annotations_to_detections(
 ) -> sv.Detections:
     """The inverse of :func:`detections_to_coco_annotations` for one ``(H, W)`` image."""
     import supervision as sv
+
     from composeseg.adapters.coco import _mask
 
     n = len(records)

@@ -234,8 +234,9 @@ class InstanceSegmentation:
                 read back instead of recomputed, so an interrupted run resumes.
             progress: show a tqdm progress bar.
         """
-        from composeseg.pipelines.export import read_image_result, write_image_result
         from tqdm.auto import tqdm
+
+        from composeseg.pipelines.export import read_image_result, write_image_result
 
         sources = list_images(images) if isinstance(images, (str, os.PathLike)) else images
         total = len(sources) if isinstance(sources, Sized) else None

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from composeseg.image import ImageSource, load_image
 from composeseg.pipelines.amg import OUTPUTS, AutomaticMaskGenerator
 from composeseg.pipelines.amg_data import MaskSet, to_detections
 from composeseg.pipelines.amg_utils import rle_area
-
-from composeseg.image import ImageSource, load_image
 
 if TYPE_CHECKING:
     import supervision as sv

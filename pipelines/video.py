@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
 from composeseg.pipelines.video_io import Frame, VideoSource, progress, read_frames
 from composeseg.pipelines.video_tracks import (
     Rows,
@@ -36,7 +37,6 @@ from composeseg.pipelines.video_tracks import (
     shift_logits,
     tight_boxes,
 )
-
 from composeseg.prompts import Prompts
 
 if TYPE_CHECKING:

@@ -185,9 +185,8 @@ def _decode_file(container: Any, path: Path, av: Any) -> Iterator[Frame]:
 
 
 def _read_folder(path: Path, fps: float | None) -> Iterator[Frame]:
-    from composeseg.pipelines.instance import list_images
-
     from composeseg.image import load_image
+    from composeseg.pipelines.instance import list_images
 
     index = 0
     for position, file in enumerate(list_images(path)):

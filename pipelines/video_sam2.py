@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from composeseg.pipelines.video_io import Frame, VideoSource, progress, read_frames
 from composeseg.pipelines.video_tracks import box_iou_matrix, match
-
 from composeseg.prompts import Prompts
 
 if TYPE_CHECKING:

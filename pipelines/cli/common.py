@@ -43,9 +43,8 @@ def write_results(
 
     Every file is written atomically; returns the paths by role.
     """
-    from composeseg.pipelines.visualize import annotate
-
     from composeseg.io import mask_to_rle, write_image, write_json
+    from composeseg.pipelines.visualize import annotate
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"annotated": write_image(out_dir / "annotated.png", annotate(image, detections))}

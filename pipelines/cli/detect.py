@@ -15,11 +15,10 @@ def run_detector(args: argparse.Namespace) -> int:
     such folder per image (``OUTDIR/<stem>/``) plus ``OUTDIR/instances.json`` (COCO, RLE) for
     a directory. Images whose folder already has ``predictions.json`` are not recomputed.
     """
+    from composeseg.image import load_image
     from composeseg.pipelines.cli.detector_options import build_pipeline
     from composeseg.pipelines.export import coco_annotations_to_detections, write_coco
     from composeseg.pipelines.instance import ImageResult, list_images
-
-    from composeseg.image import load_image
 
     if args.detector is None:
         raise ValueError(f"{args.image} is a directory: give --detector SPEC")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from composeseg.pipelines.cli.common import add_model_options
 from composeseg.pipelines.cli.edges import add_edge_options
 

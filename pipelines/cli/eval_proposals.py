@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace, images: list[dict[str, Any]]) -> dict[int, Any]:
-    from composeseg.pipelines.cli.proposals import build
     from tqdm.auto import tqdm
 
     from composeseg.image import load_image
+    from composeseg.pipelines.cli.proposals import build
 
     proposals = build(args, progress=False)
     out = {}

@@ -61,11 +61,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
+    from composeseg.evaluation.tracking import TrackingEvaluator
     from composeseg.pipelines.cli.common import load_model
     from composeseg.pipelines.video import VideoSegmentation
     from composeseg.pipelines.video_sim import SimulatedDetector, SimulatedDetectorConfig
-
-    from composeseg.evaluation.tracking import TrackingEvaluator
     from composeseg.synthetic import VideoConfig, iter_video_frames
 
     sam = load_model(args)

@@ -43,9 +43,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from composeseg.pipelines.amg import AutomaticMaskGenerator
-
     from composeseg.image import load_image
+    from composeseg.pipelines.amg import AutomaticMaskGenerator
 
     image = load_image(args.image)
     generator = AutomaticMaskGenerator(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from composeseg.pipelines.cli.common import add_model_options, load_model, write_results
 from composeseg.pipelines.cli.detector_options import add_detector_options
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from composeseg.adapters import Letterbox, convert_boxes, from_boxes
 
 XYXY = np.array([[10, 20, 50, 60], [0, 0, 100, 40]], np.float32)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from composeseg.adapters import PromptOptions, build_prompts
 
+from composeseg.adapters import PromptOptions, build_prompts
 from composeseg.prompts import Prompts
 
 BOXES = np.array([[0, 0, 10, 10], [20, 20, 40, 30], [5, 5, 15, 25]], np.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import supervision as sv
+
 from composeseg.adapters import from_detections
 
 

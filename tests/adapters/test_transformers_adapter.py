@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from composeseg.adapters import TransformersDetector, from_transformers, load_detector
 
 IMAGE = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)

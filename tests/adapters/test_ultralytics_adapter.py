@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # before ultralytics is imported: no DNS look-ups
-torch = pytest.importorskip("torch")
-results_module = pytest.importorskip("ultralytics.engine.results")
+import torch
+import ultralytics.engine.results as results_module
 
-from composeseg.adapters import UltralyticsDetector, from_ultralytics  # noqa: E402
+from composeseg.adapters import UltralyticsDetector, from_ultralytics
 
 NAMES = {0: "person", 1: "car", 2: "dog"}
 IMAGE = np.zeros((60, 80, 3), np.uint8)

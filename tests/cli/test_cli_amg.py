@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from composeseg.pipelines.cli import main
 from PIL import Image
 
 from composeseg.io import mask_to_rle, rle_to_mask
+from composeseg.pipelines.cli import main
 
 
 @pytest.fixture

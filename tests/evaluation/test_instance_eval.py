@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+
 from composeseg.adapters import CocoBoxes
+from composeseg.evaluation import evaluate_instances
 from composeseg.pipelines import InstanceSegmentation
 from composeseg.pipelines.cli import main
-
-from composeseg.evaluation import evaluate_instances
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from composeseg.pipelines.cli import main
 
 from composeseg.evaluation.points import (
     farthest_point,
@@ -16,6 +15,7 @@ from composeseg.evaluation.points import (
     point_prompt_miou,
     scene_instances,
 )
+from composeseg.pipelines.cli import main
 from composeseg.synthetic import SceneConfig, generate_scene
 
 

@@ -3,18 +3,18 @@ checked against Meta's reference functions."""
 
 from __future__ import annotations
 
-import composeseg.pipelines.amg as amg
 import numpy as np
 import pytest
 import supervision as sv
 import torch
+from segment_anything.utils import amg as meta_amg
+
+import composeseg.pipelines.amg as amg
+from composeseg.io import rle_to_mask
 from composeseg.pipelines import amg_utils
 from composeseg.pipelines.amg import AutomaticMaskGenerator
 from composeseg.pipelines.edges import EdgeDetection, canny_edges, postprocess_edges, sobel_edges
 from composeseg.pipelines.proposals import ObjectProposals
-from segment_anything.utils import amg as meta_amg
-
-from composeseg.io import rle_to_mask
 
 FAST = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds meta_reference
-from composeseg.pipelines.amg import AutomaticMaskGenerator
 from meta_reference import build_tiny_meta_sam
 from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 from segment_anything import SamAutomaticMaskGenerator
 
 from composeseg import load_sam
+from composeseg.pipelines.amg import AutomaticMaskGenerator
 
 
 @pytest.fixture(scope="module")

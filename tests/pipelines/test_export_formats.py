@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import supervision as sv
+from PIL import Image
+from pycocotools.coco import COCO
+
 from composeseg.pipelines import ImageResult
 from composeseg.pipelines.export import (
     coco_annotations_to_detections,
@@ -15,8 +18,6 @@ from composeseg.pipelines.export import (
     write_pascal_voc,
     write_yolo_seg,
 )
-from PIL import Image
-from pycocotools.coco import COCO
 
 H, W = 60, 80
 

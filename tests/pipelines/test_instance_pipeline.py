@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from composeseg.adapters import from_boxes
-from composeseg.pipelines import InstanceSegmentation
 from PIL import Image
 
+from composeseg.adapters import from_boxes
+from composeseg.pipelines import InstanceSegmentation
 from composeseg.prompts import Prompts
 
 BOXES = [[10, 10, 60, 50], [70, 20, 130, 80], [0, 0, 30, 30]]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from composeseg.pipelines.cli import main
 
 from composeseg import load_sam
+from composeseg.pipelines.cli import main
 from composeseg.synthetic import SceneConfig, generate_scene, write_coco
 from composeseg.tiny import build_model, tiny_sam_config
 

@@ -45,8 +45,9 @@ def test_eval_tracking_compares_variants(tmp_path, tiny_sam_dir, capsys):
 
 def test_track_with_the_sam2_engine(tmp_path):
     import torch
-    from composeseg.pipelines.video_sam2 import tiny_sam2_video_config
     from transformers import Sam2VideoModel
+
+    from composeseg.pipelines.video_sam2 import tiny_sam2_video_config
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from composeseg.pipelines.video_sam2 import Sam2Propagation, tiny_sam2_video_config
 from composeseg.pipelines.video_sim import SimulatedDetector
-
 from composeseg.prompts import Prompts
 from composeseg.synthetic import VideoConfig, iter_video_frames
 

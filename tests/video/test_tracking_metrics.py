@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import supervision as sv
-from composeseg.pipelines.video_out import ResultsWriter
 
 from composeseg.evaluation.tracking import TrackingEvaluator, evaluate_mot_files, evaluate_tracking
+from composeseg.pipelines.video_out import ResultsWriter
 from composeseg.synthetic import VideoConfig, generate_video
 
 VIDEO = generate_video(3, VideoConfig(height=48, width=64, n_frames=12))

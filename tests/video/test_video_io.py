@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import supervision as sv
+
 from composeseg.pipelines.video_io import BrokenFrameWarning, probe, read_frames
 from composeseg.pipelines.video_out import ResultsWriter, VideoWriter
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from composeseg.pipelines.video_sim import SimulatedDetector, SimulatedDetectorConfig
 from composeseg.pipelines.video_tracks import match, shift_logits
-
 from composeseg.synthetic import VideoConfig, generate_video
 
 VIDEO = generate_video(4, VideoConfig(height=48, width=64, n_frames=30, min_objects=3))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from composeseg.pipelines.video import VideoSegmentation
 from composeseg.pipelines.video_sim import SimulatedDetector, SimulatedDetectorConfig
-
 from composeseg.prompts import Prompts
 from composeseg.synthetic import VideoConfig, iter_video_frames
 
@@ -144,8 +144,9 @@ def test_no_tracker_and_no_ids_falls_back_to_mask_iou_tracking(tiny_sam):
 
 
 def test_ultralytics_tracking_results_are_accepted_as_they_are(tiny_sam):
-    torch = pytest.importorskip("torch")
-    results = pytest.importorskip("ultralytics.engine.results")
+    import torch
+    import ultralytics.engine.results as results
+
     from composeseg.adapters import from_ultralytics
 
     frames = _frames(1) * 3
