@@ -50,7 +50,7 @@ def load_sam(
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
-    decode_batch_size: int = 16,
+    decode_batch_size: int = 64,
 ) -> Sam:
     """Load a SAM-family model behind one interface.
 

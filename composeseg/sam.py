@@ -31,9 +31,9 @@ class Sam:
         backend: the model family's backend (holds the transformers model).
         device: where the model lives.
         dtype: the model's floating dtype (float32, or bfloat16 / float16 opt-in).
-        decode_batch_size: objects per decoder call. The decoder repeats the image embedding
-            per object, so its cost grows linearly; past ~16 objects a batch gets slower per
-            object (memory traffic), measured in ``benchmarks/bench_segment.py``.
+        decode_batch_size: objects per decoder call. The SAM backend shares the image-side
+            work of a call across its objects, so larger calls are cheaper per object; the
+            bound keeps the per-call output small (``benchmarks/bench_sam_decoder.py``).
         name: where the model came from, for messages.
     """
 
@@ -43,7 +43,7 @@ class Sam:
         *,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
-        decode_batch_size: int = 16,
+        decode_batch_size: int = 64,
         name: str = "",
     ) -> None:
         if decode_batch_size < 1:

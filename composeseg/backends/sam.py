@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from composeseg.backends.base import Backend, DecoderPrompts, expand_batch
+from composeseg.backends.sam_decoder import decode
 
 
 class SamBackend(Backend):
@@ -21,6 +22,19 @@ class SamBackend(Backend):
     def decode(
         self, features: tuple[torch.Tensor, ...], prompts: DecoderPrompts, multimask: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if features[0].shape[0] == 1 and not torch.is_grad_enabled():
+            # transformers' forward copies the image-side tensors once per object; this path
+            # shares them and is several times cheaper per object on a CPU (sam_decoder.py)
+            return decode(
+                self.model,
+                features[0],
+                boxes=prompts.boxes,
+                points=prompts.points,
+                labels=prompts.labels,
+                masks=prompts.masks,
+                multimask=multimask,
+            )
+        # training: one embedding per object, with grad
         (embedding,) = expand_batch(features, len(prompts))
         output = self.model(
             image_embeddings=embedding,
