@@ -7,9 +7,9 @@ stays fast and side-effect free.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from composeseg._lazy import lazy_attributes
 from composeseg._version import __version__
 
 # public name -> module that defines it
@@ -35,17 +35,7 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; resolved lazily at run ti
     from composeseg.sam import Sam  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'composeseg' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 def _extend_path_for_source_checkout() -> None:

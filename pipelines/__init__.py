@@ -6,8 +6,7 @@ stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from composeseg._lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
     "annotate": "composeseg.pipelines.visualize",
@@ -31,10 +30,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'composeseg.pipelines' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -5,8 +5,7 @@ Names resolve lazily (PEP 562) so that importing the package imports no heavy de
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from composeseg._lazy import lazy_attributes
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
@@ -27,14 +26,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'composeseg.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -10,8 +10,7 @@ Names resolve lazily so that ``import composeseg.train`` does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from composeseg._lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
     "TrainConfig": "composeseg.train.config",
@@ -36,14 +35,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'composeseg.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
