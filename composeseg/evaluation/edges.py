@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from composeseg.evaluation.table import metrics_table
+
 BSDS_MAX_DIST = 0.0075
 BSDS_THRESHOLDS = 99
 
@@ -58,7 +60,7 @@ class EdgeMetrics:
     def table(self) -> str:
         """A Markdown table of ODS / OIS / AP / R50."""
         cells = [f"{v:.3f}" for v in (self.ods, self.ois, self.ap, self.r50)]
-        return "| ODS | OIS | AP | R50 |\n|---|---|---|---|\n| " + " | ".join(cells) + " |"
+        return metrics_table(("ODS", "OIS", "AP", "R50"), cells)
 
 
 def _require() -> Any:

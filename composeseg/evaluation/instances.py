@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from composeseg.evaluation.table import metrics_table, percent_cells
 from composeseg.io import write_json
 
 _STAT_NAMES = (
@@ -78,14 +79,7 @@ class InstanceMetrics:
             self.ap_large,
             self.ar_100,
         )
-        cells = [f"{100 * v:.1f}" if v >= 0 else "-" for v in vals]
-        return "\n".join(
-            [
-                "| " + " | ".join(head) + " |",
-                "|" + "---:|" * len(head),
-                "| " + " | ".join(cells) + " |",
-            ]
-        )
+        return metrics_table(head, percent_cells(vals))
 
 
 def evaluate_instances(

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from composeseg.evaluation.table import metrics_table, percent_cells
+
 MAX_DETS = (10, 100, 1000)
 
 
@@ -54,14 +56,7 @@ class ProposalMetrics:
             self.ar_medium,
             self.ar_large,
         )
-        cells = [f"{100 * v:.1f}" if v >= 0 else "-" for v in values]
-        return "\n".join(
-            [
-                "| " + " | ".join(head) + " |",
-                "|" + "---|" * len(head),
-                "| " + " | ".join(cells) + " |",
-            ]
-        )
+        return metrics_table(head, percent_cells(values))
 
 
 def detections_to_results(image_id: int, detections: Any) -> list[dict[str, Any]]:
