@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,6 +172,20 @@ class SceneConfig:
         return dataclasses.replace(self, **changes)
 
 
+def stack_masks(instances: Sequence[Any], size: tuple[int, int]) -> np.ndarray:
+    """``(N, H, W) bool`` from objects with a ``mask``; ``(0, H, W)`` when there are none."""
+    if not instances:
+        return np.zeros((0, *size), dtype=bool)
+    return np.stack([inst.mask for inst in instances])
+
+
+def stack_boxes(instances: Sequence[Any]) -> np.ndarray:
+    """``(N, 4) float32`` xyxy from objects with a ``box``; ``(0, 4)`` when there are none."""
+    if not instances:
+        return np.zeros((0, 4), dtype=np.float32)
+    return np.stack([inst.box for inst in instances]).astype(np.float32)
+
+
 @dataclass(frozen=True, eq=False)
 class Instance:
     """One object of a scene.
@@ -228,15 +242,11 @@ class Scene:
 
     def masks(self) -> np.ndarray:
         """``(N, H, W) bool`` visible masks, pairwise disjoint."""
-        if not self.instances:
-            return np.zeros((0, self.height, self.width), dtype=bool)
-        return np.stack([inst.mask for inst in self.instances])
+        return stack_masks(self.instances, (self.height, self.width))
 
     def boxes(self) -> np.ndarray:
         """``(N, 4) float32`` xyxy pixel boxes of the visible masks."""
-        if not self.instances:
-            return np.zeros((0, 4), dtype=np.float32)
-        return np.stack([inst.box for inst in self.instances]).astype(np.float32)
+        return stack_boxes(self.instances)
 
     def category_ids(self) -> np.ndarray:
         """``(N,) int64`` category ids (``1 + KINDS.index(kind)``)."""

@@ -22,6 +22,8 @@ from composeseg.synthetic.scenes import (
     check_int,
     mask_box_xyxy,
     min_instance_pixels,
+    stack_boxes,
+    stack_masks,
 )
 from composeseg.synthetic.shapes import (
     COLORS,
@@ -147,15 +149,11 @@ class VideoFrame:
 
     def masks(self) -> np.ndarray:
         """``(N, H, W) bool``."""
-        if not self.instances:
-            return np.zeros((0, *self.image.shape[:2]), dtype=bool)
-        return np.stack([t.mask for t in self.instances])
+        return stack_masks(self.instances, self.image.shape[:2])
 
     def boxes(self) -> np.ndarray:
         """``(N, 4) float32`` xyxy pixels."""
-        if not self.instances:
-            return np.zeros((0, 4), dtype=np.float32)
-        return np.stack([t.box for t in self.instances]).astype(np.float32)
+        return stack_boxes(self.instances)
 
     def track_ids(self) -> np.ndarray:
         """``(N,) int64``."""
