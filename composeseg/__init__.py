@@ -23,11 +23,15 @@ _LAZY = {
     "Sam": "composeseg.sam",
     "load_sam": "composeseg.loading",
     "load_image": "composeseg.image",
+    "ConceptPrediction": "composeseg.concepts",
+    "ConceptSam": "composeseg.concepts",
+    "load_sam3": "composeseg.concepts",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # names for type checkers and IDEs; resolved lazily at run time
+    from composeseg.concepts import ConceptPrediction, ConceptSam, load_sam3  # noqa: F401
     from composeseg.image import load_image  # noqa: F401
     from composeseg.loading import load_sam  # noqa: F401
     from composeseg.prediction import ImageEmbedding, MaskPrediction  # noqa: F401
