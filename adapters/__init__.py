@@ -26,6 +26,8 @@ _LAZY: dict[str, str] = {
     "from_ultralytics": "composeseg.adapters.ultralytics",
     "UltralyticsDetector": "composeseg.adapters.ultralytics",
     "load_detector": "composeseg.adapters.spec",
+    "TextGrounder": "composeseg.adapters.grounding",
+    "TransformersGrounder": "composeseg.adapters.grounding",
 }
 
 __all__ = sorted(_LAZY)

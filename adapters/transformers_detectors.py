@@ -1,10 +1,10 @@
-"""transformers detectors -> ``Prompts``: closed-set (DETR, RT-DETR, D-FINE, ...) and zero-shot
-text detectors (OWLv2, OWL-ViT, Grounding DINO) through their processors' post-processing.
+"""transformers detectors -> ``Prompts``: closed-set (DETR, RT-DETR, D-FINE, ...) through their
+processors' post-processing, and zero-shot text detectors (OWLv2, OWL-ViT, Grounding DINO,
+OmDet-Turbo) with fixed queries through :mod:`composeseg.adapters.grounding`.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,9 +37,6 @@ def from_transformers(
         image_size: ``(H, W)``; when given, boxes are clipped to the image.
         options, option_overrides: :class:`~composeseg.adapters.PromptOptions`.
     """
-    for key in ("boxes", "scores"):
-        if key not in result:
-            raise ValueError(f"detector result has no {key!r}; keys: {sorted(result)}")
     vocabulary: dict[int, str] | None
     if labels is None:
         vocabulary = None
@@ -47,6 +44,28 @@ def from_transformers(
         vocabulary = {int(k): str(v) for k, v in labels.items()}
     else:
         vocabulary = dict(enumerate(str(v) for v in labels))
+    boxes, scores, ids, class_names = result_columns(result, vocabulary)
+    return build_prompts(
+        boxes,
+        scores=scores,
+        class_ids=ids,
+        class_names=class_names,
+        names=vocabulary,
+        image_size=image_size,
+        options=resolve_options(options, option_overrides),
+        source="transformers detections",
+    )
+
+
+def result_columns(
+    result: Mapping[str, Any], vocabulary: Mapping[int, str] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str] | None]:
+    """Read one post-processed result: ``(boxes (N, 4), scores (N,), class ids (N,) int64 or
+    None, class names or None)``. Phrase labels (Grounding DINO) are matched to
+    ``vocabulary`` by :func:`_phrase_id` (-1 when none matches)."""
+    for key in ("boxes", "scores"):
+        if key not in result:
+            raise ValueError(f"detector result has no {key!r}; keys: {sorted(result)}")
     text = result.get("text_labels")
     # dict.get: Grounding DINO's result dict warns when its (phrase) "labels" key is read
     raw = dict.get(result, "labels") if isinstance(result, dict) else result.get("labels")
@@ -62,16 +81,7 @@ def from_transformers(
         ids = np.array([_phrase_id(p, vocabulary) for p in class_names], np.int64)
     else:
         ids = None
-    return build_prompts(
-        _to_numpy(result["boxes"]),
-        scores=_to_numpy(result["scores"]),
-        class_ids=ids,
-        class_names=class_names,
-        names=vocabulary,
-        image_size=image_size,
-        options=resolve_options(options, option_overrides),
-        source="transformers detections",
-    )
+    return _to_numpy(result["boxes"]), _to_numpy(result["scores"]), ids, class_names
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -106,13 +116,17 @@ def zero_shot_model_types() -> set[str]:
 class TransformersDetector:
     """A transformers object detector as an ``image -> Prompts`` callable.
 
+    Zero-shot models run through :class:`~composeseg.adapters.grounding.TransformersGrounder`
+    with ``labels`` as its fixed queries.
+
     Args:
         model_id_or_dir: a hub id or a ``save_pretrained`` directory (model + processor).
         labels: text queries for zero-shot detectors (required there), e.g.
             ``["cat", "remote control"]``; for closed-set detectors an optional subset of the
             model's classes to keep (same as ``classes=``).
-        threshold: the post-processing score threshold.
-        text_threshold: Grounding DINO's phrase threshold.
+        threshold: the post-processing score threshold (read at each call).
+        text_threshold: Grounding DINO's token threshold (read at each call; see
+            :class:`~composeseg.adapters.grounding.TransformersGrounder`).
         device: torch device; default: cuda when available, else cpu.
         options, option_overrides: :class:`~composeseg.adapters.PromptOptions`.
 
@@ -133,13 +147,9 @@ class TransformersDetector:
         **option_overrides: Any,
     ) -> None:
         import torch
-        from transformers import (
-            AutoConfig,
-            AutoImageProcessor,
-            AutoModelForObjectDetection,
-            AutoModelForZeroShotObjectDetection,
-            AutoProcessor,
-        )
+        from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
+
+        from composeseg.adapters.grounding import TransformersGrounder
 
         if not 0 <= threshold <= 1:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
@@ -148,13 +158,22 @@ class TransformersDetector:
         self.zero_shot = config.model_type in zero_shot_model_types()
         self.labels = None if labels is None else [str(v) for v in labels]
         opts = resolve_options(options, option_overrides)
+        self._grounder: TransformersGrounder | None = None
         if self.zero_shot:
             if not self.labels:
                 raise ValueError(
                     f"{config.model_type} is a zero-shot detector: pass labels=[...] (text queries)"
                 )
-            self.processor = AutoProcessor.from_pretrained(source)
-            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(source)
+            self._grounder = TransformersGrounder(
+                source,
+                threshold=threshold,
+                text_threshold=text_threshold,
+                device=device,
+                options=opts,
+            )
+            self.processor = self._grounder.processor
+            self.model = self._grounder.model
+            self.device = self._grounder.device
         else:
             self.processor = AutoImageProcessor.from_pretrained(source)
             self.model = AutoModelForObjectDetection.from_pretrained(source)
@@ -167,8 +186,8 @@ class TransformersDetector:
                         f"{sorted(known)[:20]}"
                     )
                 opts = resolve_options(opts, {"classes": tuple(self.labels)})
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device).eval()
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self.model.to(self.device).eval()
         self.threshold = threshold
         self.text_threshold = text_threshold
         self.options = opts
@@ -191,28 +210,16 @@ class TransformersDetector:
 
         from composeseg.image import load_image
 
+        if self._grounder is not None and self.labels:
+            return self._grounder(
+                image, self.labels, threshold=self.threshold, text_threshold=self.text_threshold
+            )
         rgb = load_image(image)
         size = (int(rgb.shape[0]), int(rgb.shape[1]))
-        if self.zero_shot:
-            inputs = self.processor(text=[self.labels], images=[rgb], return_tensors="pt")
-        else:
-            inputs = self.processor(images=[rgb], return_tensors="pt")
-        inputs = inputs.to(self.device)
+        inputs = self.processor(images=[rgb], return_tensors="pt").to(self.device)
         with torch.inference_mode():
             outputs = self.model(**inputs)
-        if self.zero_shot:
-            post = self.processor.post_process_grounded_object_detection
-            accepted = inspect.signature(post).parameters
-            kwargs: dict[str, Any] = {"threshold": self.threshold, "target_sizes": [size]}
-            if "text_labels" in accepted:
-                kwargs["text_labels"] = [self.labels]
-            if "text_threshold" in accepted:
-                kwargs["text_threshold"] = self.text_threshold
-            if "input_ids" in accepted and "input_ids" in inputs:
-                kwargs["input_ids"] = inputs["input_ids"]
-            result = post(outputs, **kwargs)[0]
-        else:
-            result = self.processor.post_process_object_detection(
-                outputs, threshold=self.threshold, target_sizes=[size]
-            )[0]
+        result = self.processor.post_process_object_detection(
+            outputs, threshold=self.threshold, target_sizes=[size]
+        )[0]
         return from_transformers(result, labels=self.names, image_size=size, options=self.options)

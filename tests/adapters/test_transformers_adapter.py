@@ -3,6 +3,7 @@ loaded back through ``TransformersDetector``, plus their post-processed outputs.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,155 +12,25 @@ import torch
 
 from composeseg.adapters import TransformersDetector, from_transformers, load_detector
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tiny_detectors: shared builders
+from tiny_detectors import LABELS, build_grounding_dino, build_owl, build_rtdetr
+
 IMAGE = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
-LABELS = {0: "cat", 1: "dog"}
 
 
 @pytest.fixture(scope="module")
 def rtdetr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import (
-        RTDetrConfig,
-        RTDetrForObjectDetection,
-        RTDetrImageProcessor,
-        RTDetrResNetConfig,
-    )
-
-    backbone = RTDetrResNetConfig(
-        embedding_size=8,
-        hidden_sizes=[8, 16, 16, 16],
-        depths=[1, 1, 1, 1],
-        out_features=["stage2", "stage3", "stage4"],
-        layer_type="basic",
-    )
-    config = RTDetrConfig(
-        backbone_config=backbone,
-        encoder_hidden_dim=16,
-        encoder_in_channels=[16, 16, 16],
-        encoder_ffn_dim=32,
-        d_model=16,
-        decoder_ffn_dim=32,
-        num_queries=12,
-        decoder_layers=1,
-        encoder_layers=1,
-        decoder_n_points=2,
-        decoder_in_channels=[16, 16, 16],
-        num_denoising=0,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        hidden_expansion=0.5,
-        id2label=LABELS,
-        label2id={v: k for k, v in LABELS.items()},
-    )
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("rtdetr")
-    RTDetrForObjectDetection(config).save_pretrained(path)
-    RTDetrImageProcessor(size={"height": 64, "width": 64}).save_pretrained(path)
-    return path
+    return build_rtdetr(tmp_path_factory.mktemp("rtdetr"))
 
 
 @pytest.fixture(scope="module")
 def owlv2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import (
-        CLIPTokenizer,
-        Owlv2Config,
-        Owlv2ForObjectDetection,
-        Owlv2ImageProcessor,
-        Owlv2Processor,
-    )
-
-    # OWL masks a query whose first token id is 0: keep the start token off id 0
-    vocab = {"!": 0, "<|startoftext|>": 1, "<|endoftext|>": 2}
-    for c in "abcdefghijklmnopqrstuvwxyz":
-        vocab[c] = len(vocab)
-        vocab[f"{c}</w>"] = len(vocab)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
-    text = dict(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        max_position_embeddings=16,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=2,
-    )
-    vision = dict(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
-    torch.manual_seed(0)
-    model = Owlv2ForObjectDetection(
-        Owlv2Config(text_config=text, vision_config=vision, projection_dim=16)
-    )
-    path = tmp_path_factory.mktemp("owlv2")
-    model.save_pretrained(path)
-    image_processor = Owlv2ImageProcessor(size={"height": 32, "width": 32})
-    Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
-    return path
+    return build_owl(tmp_path_factory.mktemp("owlv2"), "owlv2")
 
 
 @pytest.fixture(scope="module")
 def grounding_dino_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import (
-        BertConfig,
-        BertTokenizer,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
-
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "cat", "dog"]
-    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)})
-    backbone = SwinConfig(
-        embed_dim=8,
-        depths=[1, 1, 1, 1],
-        num_heads=[1, 1, 1, 1],
-        window_size=2,
-        image_size=64,
-        patch_size=4,
-        out_indices=[2, 3, 4],
-    )
-    text = BertConfig(
-        vocab_size=len(words),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    config = GroundingDinoConfig(
-        backbone_config=backbone,
-        text_config=text,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        num_queries=10,
-        num_feature_levels=3,
-        encoder_n_points=2,
-        decoder_n_points=2,
-        max_text_len=16,
-        use_timm_backbone=False,
-        use_pretrained_backbone=False,
-    )
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("grounding_dino")
-    GroundingDinoForObjectDetection(config).save_pretrained(path)
-    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 64})
-    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
-        path
-    )
-    return path
+    return build_grounding_dino(tmp_path_factory.mktemp("grounding_dino"))
 
 
 def test_closed_set_detector(rtdetr_dir: Path) -> None:
@@ -199,9 +70,9 @@ def test_grounding_dino_zero_shot(grounding_dino_dir: Path) -> None:
     )
     prompts = detector(IMAGE)
     assert len(prompts) == 10
-    # phrases are mapped back to the query they contain; -1 when none
-    assert set(prompts.class_id.tolist()) <= {-1, 0, 1}
-    assert len(prompts.data["class_name"]) == 10
+    # each box is labelled with the query whose tokens score highest: never unmatched
+    assert set(prompts.class_id.tolist()) <= {0, 1}
+    assert [detector.names[i] for i in prompts.class_id] == list(prompts.data["class_name"])
 
 
 @pytest.mark.parametrize(
