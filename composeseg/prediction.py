@@ -93,19 +93,10 @@ class MaskPrediction:
         Pixel convention: ``x1, y1`` are exclusive, so a one-pixel mask at (x, y) gives
         ``(x, y, x + 1, y + 1)``.
         """
-        n, k = self.masks.shape[:2]
-        boxes = np.zeros((n, k, 4), np.float32)
-        if n == 0:
-            return boxes
-        rows = np.any(self.masks, axis=3)  # (N, K, H)
-        cols = np.any(self.masks, axis=2)  # (N, K, W)
-        nonempty = rows.any(axis=2)
-        boxes[..., 0] = np.argmax(cols, axis=2)
-        boxes[..., 1] = np.argmax(rows, axis=2)
-        boxes[..., 2] = cols.shape[2] - np.argmax(cols[..., ::-1], axis=2)
-        boxes[..., 3] = rows.shape[2] - np.argmax(rows[..., ::-1], axis=2)
-        boxes[~nonempty] = 0
-        return boxes
+        from composeseg.crops import tight_boxes
+
+        n, k, h, w = self.masks.shape
+        return tight_boxes(self.masks.reshape(n * k, h, w)).reshape(n, k, 4)
 
     def to_detections(self) -> sv.Detections:
         """Convert the best candidate per object to ``supervision.Detections``.

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from composeseg.crops import tight_boxes
 from composeseg.pipelines.video_io import Frame, VideoSource, progress, read_frames
 from composeseg.pipelines.video_tracks import (
     Rows,
@@ -35,7 +36,6 @@ from composeseg.pipelines.video_tracks import (
     mask_iou_matrix,
     match,
     shift_logits,
-    tight_boxes,
 )
 from composeseg.prompts import Prompts
 

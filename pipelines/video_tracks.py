@@ -178,16 +178,6 @@ class Rows:
     gap: np.ndarray  # (N,) bool: gap-filled from a lost track, not detected
 
 
-def tight_boxes(masks: np.ndarray) -> np.ndarray:
-    """``(N, 4) float32`` xyxy boxes of ``(N, H, W)`` masks (x1, y1 exclusive)."""
-    out = np.zeros((len(masks), 4), np.float32)
-    for i, mask in enumerate(masks):
-        ys, xs = np.nonzero(mask)
-        if len(xs):
-            out[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    return out
-
-
 def build_detections(
     rows: Rows,
     index: np.ndarray,

@@ -26,15 +26,13 @@ def mask_boxes(masks: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: an empty mask, naming its index.
     """
+    from composeseg.crops import tight_boxes
+
     masks = _as_masks(masks, "masks")
-    boxes = np.zeros((len(masks), 4), np.float32)
-    for i, mask in enumerate(masks):
-        rows = np.flatnonzero(mask.any(axis=1))
-        cols = np.flatnonzero(mask.any(axis=0))
-        if not len(rows):
-            raise ValueError(f"masks[{i}] is empty")
-        boxes[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
-    return boxes
+    empty = ~masks.reshape(len(masks), -1).any(1)
+    if empty.any():
+        raise ValueError(f"masks[{int(np.argmax(empty))}] is empty")
+    return tight_boxes(masks)
 
 
 def noisy_boxes(
