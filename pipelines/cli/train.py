@@ -51,6 +51,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="train prompt encoder + decoder only, on cached image embeddings (fast)",
     )
+    model.add_argument(
+        "--image-size",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="input frame in pixels (default: the model's); position embeddings are resampled",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     parser.add_argument("--resume", action="store_true", help="continue OUTDIR/checkpoint.pt")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -126,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
         model = check_trainable(load_sam(args.init, device="cpu").model)
     else:
         model = build_model_for_training(model_preset(args.model_config), seed=config.seed)
+    if args.image_size:
+        from composeseg.train.resize import resize_input
+
+        model = resize_input(model, args.image_size)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(torch.device(device))  # type: ignore[arg-type]
     result = train(
