@@ -3,20 +3,31 @@
 #
 #   benchmarks/train_demo.sh [OUTDIR]        # default OUTDIR: /work/demo_train
 #
+# Two stages. Stage 1 trains from scratch at a 256 px frame (OUTDIR). Stage 2 fine-tunes stage
+# 1's best weights at a 512 px frame (OUTDIR-512; position embeddings resampled by
+# --image-size): the same weights see small and thin objects at twice the resolution, which
+# alone lifted box mIoU from 0.78 to 0.84 before any fine-tuning.
+#
 # Safe to rerun: it resumes OUTDIR/checkpoint.pt. Every random choice of step s is drawn from
 # (seed, s), so a rerun reproduces the same run. One torch thread: on a shared 2-core machine,
 # multi-threaded small ops were ~10x slower than one thread (threads spin-waiting on each other).
 # The shipped run was started with --steps 2600 and resumed at step 1400 with --steps 7000
 # (lr schedule stretched); a fresh run with the settings below differs in the lr of steps
 # 150-1400 only (not verified to give the identical quality).
-# Export the best weights (validation box mIoU on seeds 9e8+) into the package with
-#   benchmarks/export_demo.sh OUTDIR/best
+# Export the best stage-2 weights (validation box mIoU on seeds 9e8+) into the package with
+#   benchmarks/export_demo.sh OUTDIR-512/best
 set -euo pipefail
 OUT="${1:-/work/demo_train}"
 PYTHON="${PYTHON:-python}"
-exec "$PYTHON" -m composeseg.pipelines.cli train --synthetic --model-config demo \
+"$PYTHON" -m composeseg.pipelines.cli train --synthetic --model-config demo \
     -o "$OUT" --resume --no-progress \
     --steps 7000 --batch-images 4 --prompts-per-image 6 --interactive-rounds 2 \
     --lr 8e-4 --warmup-steps 150 --weight-decay 0.05 \
     --val-every 250 --val-images 16 --checkpoint-every 100 \
     --seed 0 --threads 1 --save-dtype float16
+"$PYTHON" -m composeseg.pipelines.cli train --synthetic --init "$OUT/best" --image-size 512 \
+    -o "$OUT-512" --resume --no-progress \
+    --steps 2400 --batch-images 4 --prompts-per-image 6 --interactive-rounds 2 \
+    --lr 2e-4 --warmup-steps 50 --weight-decay 0.05 \
+    --val-every 200 --val-images 16 --checkpoint-every 50 \
+    --seed 1 --threads 1 --save-dtype float16
