@@ -11,6 +11,7 @@ from composeseg._lazy import lazy_attributes
 _LAZY: dict[str, str] = {
     "evaluate_instances": "composeseg.evaluation.instances",
     "InstanceMetrics": "composeseg.evaluation.instances",
+    "LvisMetrics": "composeseg.evaluation.lvis",
     "point_prompt_miou": "composeseg.evaluation.points",
     "PointPromptMetrics": "composeseg.evaluation.points",
     "proposal_recall": "composeseg.evaluation.proposals",

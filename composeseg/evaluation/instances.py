@@ -1,4 +1,5 @@
-"""COCO mask AP of instance segmentation results (pycocotools ``COCOeval``).
+"""COCO mask AP of instance segmentation results (pycocotools ``COCOeval``), or LVIS AP
+(:mod:`composeseg.evaluation.lvis`) when the ground truth is in LVIS format.
 
 Sits in the core package but imports pipelines only inside functions, when the caller hands in
 a pipeline, so the core keeps no import-time dependency on them.
@@ -13,8 +14,9 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from composeseg.evaluation.lvis import LvisMetrics, resolve_protocol, score_lvis
 from composeseg.evaluation.table import metrics_table, percent_cells
 from composeseg.io import write_json
 
@@ -46,6 +48,7 @@ class InstanceMetrics:
         ar_small, ar_medium, ar_large: AR@100 by area.
         iou_type: ``"segm"`` (masks) or ``"bbox"``.
         num_images: images evaluated; num_predictions: predictions scored.
+        protocol: always ``"coco"`` (tells saved metrics apart from :class:`LvisMetrics`).
     """
 
     ap: float
@@ -63,9 +66,10 @@ class InstanceMetrics:
     iou_type: str
     num_images: int
     num_predictions: int
+    protocol: ClassVar[str] = "coco"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "protocol": self.protocol}
 
     def table(self) -> str:
         """A Markdown table of the AP / AR numbers (percent)."""
@@ -88,10 +92,11 @@ def evaluate_instances(
     image_dir: str | os.PathLike | None = None,
     *,
     iou_type: str = "segm",
+    protocol: str = "auto",
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
-) -> InstanceMetrics:
-    """Score instance masks against a COCO ground-truth file.
+) -> InstanceMetrics | LvisMetrics:
+    """Score instance masks against a COCO or LVIS ground-truth file.
 
     Args:
         pipeline_or_predictions: one of
@@ -102,9 +107,14 @@ def evaluate_instances(
             - a COCO results list (``image_id``, ``category_id``, ``segmentation``,
               ``score``), or a path to one, or to a COCO dataset JSON written by
               :func:`composeseg.pipelines.export.write_coco` (matched by file name).
-        gt_json: the COCO ground truth, a path or a loaded dict.
+        gt_json: the COCO or LVIS ground truth, a path or a loaded dict.
         image_dir: where the ground-truth images are (needed for a pipeline).
         iou_type: ``"segm"`` (mask AP) or ``"bbox"``.
+        protocol: ``"coco"`` (pycocotools, :class:`InstanceMetrics`), ``"lvis"`` (federated
+            LVIS rules through faster-coco-eval, :class:`LvisMetrics`, see
+            :mod:`composeseg.evaluation.lvis`) or ``"auto"``: LVIS when the ground truth has
+            category ``frequency`` or image ``neg_category_ids`` /
+            ``not_exhaustive_category_ids``, else COCO.
         out_dir: when given, ``predictions.json`` (COCO results) and ``metrics.json`` are
             written there, so runs can be compared later.
         progress: progress bar while running a pipeline.
@@ -112,6 +122,9 @@ def evaluate_instances(
     Predictions carrying ``class_name`` (in ``data`` or as a record key) are matched to
     ground-truth categories by name when the names agree; otherwise ``class_id`` is taken as
     the COCO ``category_id``.
+
+    Raises:
+        ImportError: LVIS scoring without faster-coco-eval (before any prediction is made).
     """
     from pycocotools.coco import COCO
 
@@ -120,9 +133,14 @@ def evaluate_instances(
     gt_data = _load_json(gt_json, "ground-truth file")
     if not isinstance(gt_data, Mapping) or "images" not in gt_data:
         raise ValueError("the ground truth must be a COCO dataset with 'images'")
+    protocol = resolve_protocol(protocol, gt_data)
     gt_data = dict(gt_data)
     gt_data.setdefault("info", {})
     gt_data.setdefault("licenses", [])
+    # LVIS annotations carry no iscrowd, which pycocotools' COCOeval reads
+    gt_data["annotations"] = [
+        a if "iscrowd" in a else {**a, "iscrowd": 0} for a in gt_data.get("annotations", [])
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = gt_data
@@ -131,7 +149,11 @@ def evaluate_instances(
     records = _map_categories(records, gt)
     if out_dir is not None:
         write_json(Path(out_dir) / "predictions.json", records)
-    metrics = _score(gt, records, iou_type)
+    metrics: InstanceMetrics | LvisMetrics
+    if protocol == "lvis":
+        metrics = score_lvis(gt.dataset, records, iou_type)
+    else:
+        metrics = _score(gt, records, iou_type)
     if out_dir is not None:
         write_json(Path(out_dir) / "metrics.json", metrics.to_dict())
     return metrics
@@ -146,12 +168,30 @@ def _load_json(source: Any, what: str) -> Any:
     return json.loads(path.read_text())
 
 
+def _file_name(image: Mapping[str, Any]) -> str:
+    """COCO's ``file_name``; LVIS images have none, only ``coco_url``, whose last two parts
+    (``val2017/000000397133.jpg``) name the file under a COCO image root (as detectron2 reads
+    them)."""
+    if "file_name" in image:
+        return str(image["file_name"])
+    if "coco_url" in image:
+        return "/".join(str(image["coco_url"]).split("/")[-2:])
+    raise ValueError(f"ground-truth image {image.get('id')!r} has no file_name or coco_url")
+
+
 def _file_ids(gt: Any) -> dict[str, int]:
     ids: dict[str, int] = {}
     for image in gt.dataset["images"]:
-        ids[str(image["file_name"])] = int(image["id"])
-        ids.setdefault(Path(str(image["file_name"])).name, int(image["id"]))
+        name = _file_name(image)
+        ids[name] = int(image["id"])
+        ids.setdefault(Path(name).name, int(image["id"]))
     return ids
+
+
+def _image_path(root: Path, image: Mapping[str, Any]) -> Path:
+    path = root / _file_name(image)
+    flat = root / path.name  # all images in one directory, e.g. LVIS val copied flat
+    return flat if not path.is_file() and flat.is_file() else path
 
 
 def _predictions(source: Any, gt: Any, image_dir: Any, progress: bool) -> list[dict[str, Any]]:
@@ -159,7 +199,7 @@ def _predictions(source: Any, gt: Any, image_dir: Any, progress: bool) -> list[d
         if image_dir is None:
             raise ValueError("evaluating a pipeline needs image_dir (where the GT images are)")
         root = Path(image_dir)
-        paths = [root / str(im["file_name"]) for im in gt.dataset["images"]]
+        paths = [_image_path(root, im) for im in gt.dataset["images"]]
         missing = [p for p in paths if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"ground-truth image not found: {missing[0]}")

@@ -1,4 +1,5 @@
-"""``composeseg eval instances``: COCO mask AP of detector + SAM, or of a predictions file."""
+"""``composeseg eval instances``: COCO or LVIS mask AP of detector + SAM, or of a predictions
+file."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from composeseg.pipelines.cli.detector_options import add_detector_options
 def register(eval_subparsers: Any) -> None:
     parser = eval_subparsers.add_parser(
         "instances",
-        help="COCO mask AP of instance segmentation",
+        help="COCO or LVIS mask AP of instance segmentation",
         description=(
             "Score --detections (a COCO results or dataset JSON with masks), or run --detector "
             "+ SAM on every ground-truth image. --detector given the --gt file itself prompts "
-            "SAM with the ground-truth boxes (oracle boxes)."
+            "SAM with the ground-truth boxes (oracle boxes). An LVIS --gt is scored with the "
+            "LVIS rules (needs pip install 'composeseg[lvis]')."
         ),
     )
     parser.add_argument("--gt", type=Path, required=True, metavar="COCO.json")
@@ -25,6 +27,13 @@ def register(eval_subparsers: Any) -> None:
     parser.add_argument("--detections", type=Path, metavar="DETS.json", help="masks to score")
     add_detector_options(parser)
     parser.add_argument("--iou-type", choices=("segm", "bbox"), default="segm")
+    parser.add_argument(
+        "--protocol",
+        choices=("auto", "coco", "lvis"),
+        default="auto",
+        help="lvis: federated LVIS AP (APr/APc/APf, 300 detections per image); "
+        "auto (default): lvis when --gt is in LVIS format, else coco",
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -49,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--detector needs --images DIR (the ground-truth images)")
         source = _pipeline(args)
     metrics = evaluate_instances(
-        source, args.gt, args.images, iou_type=args.iou_type, out_dir=args.output
+        source,
+        args.gt,
+        args.images,
+        iou_type=args.iou_type,
+        protocol=args.protocol,
+        out_dir=args.output,
     )
     print(metrics.table())
     print(f"{metrics.num_predictions} predictions on {metrics.num_images} images")
