@@ -117,7 +117,15 @@ def _resample(
         small = (max(1, w // factor), max(1, h // factor))
         source = cv2.resize(source, small, interpolation=cv2.INTER_AREA)
         sx, sy = w / small[0], h / small[1]
-    matrix = np.array([[scale * sx, 0, -x0 * scale], [0, scale * sy, -y0 * scale]], np.float32)
+    # Pixel centres sit at index + 0.5: without the half-pixel terms an upscaled crop shifts
+    # by (scale - 1) / 2 output pixels towards the top left.
+    matrix = np.array(
+        [
+            [scale * sx, 0, scale * (0.5 * sx - x0) - 0.5],
+            [0, scale * sy, scale * (0.5 * sy - y0) - 0.5],
+        ],
+        np.float32,
+    )
     return cv2.warpAffine(
         source,
         matrix,
