@@ -23,11 +23,12 @@ _LAZY: dict[str, str] = {
     "CocoBoxes": "composeseg.adapters.coco",
     "from_transformers": "composeseg.adapters.transformers_detectors",
     "TransformersDetector": "composeseg.adapters.transformers_detectors",
+    "TextGrounder": "composeseg.adapters.grounding",
+    "TransformersGrounder": "composeseg.adapters.grounding",
     "from_ultralytics": "composeseg.adapters.ultralytics",
     "UltralyticsDetector": "composeseg.adapters.ultralytics",
     "load_detector": "composeseg.adapters.spec",
-    "TextGrounder": "composeseg.adapters.grounding",
-    "TransformersGrounder": "composeseg.adapters.grounding",
+    "ClipMatcher": "composeseg.adapters.clip",
 }
 
 __all__ = sorted(_LAZY)

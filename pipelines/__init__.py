@@ -25,6 +25,9 @@ _LAZY: dict[str, str] = {
     "ResultsWriter": "composeseg.pipelines.video_out",
     "Sam2Propagation": "composeseg.pipelines.video_sam2",
     "PropagationConfig": "composeseg.pipelines.video_sam2",
+    "TextSegmentation": "composeseg.pipelines.text",
+    "TextConfig": "composeseg.pipelines.text",
+    "mask_nms": "composeseg.pipelines.mask_nms",
 }
 
 __all__ = sorted(_LAZY)

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "composeseg.pipelines.cli.edges",
     "composeseg.pipelines.cli.train",
     "composeseg.pipelines.cli.track",
+    "composeseg.pipelines.cli.text",
 )
 
 
