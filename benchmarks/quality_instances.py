@@ -62,7 +62,12 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="random tiny model (smoke run)")
     parser.add_argument("--images", type=int, default=50, help="number of generated scenes")
     parser.add_argument("--size", type=int, default=256, help="scene side in pixels")
-    parser.add_argument("--seed", type=int, default=10_000, help="first scene seed")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1_000_020_000,
+        help="first scene seed (default: in the evaluation range, unseen by the demo model)",
+    )
     args = parser.parse_args()
 
     from composeseg import load_sam

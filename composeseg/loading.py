@@ -148,9 +148,14 @@ def _model_class(model_type: str, source: str) -> Any:
     import transformers
 
     if model_type not in _FAMILIES:
+        hint = (
+            "; SAM 3 takes text concepts: load it with composeseg.load_sam3"
+            if model_type.startswith("sam3")
+            else ""
+        )
         raise ValueError(
             f"{source}: model_type {model_type!r} is not a supported SAM family "
-            f"(supported: {', '.join(sorted(_FAMILIES))})"
+            f"(supported: {', '.join(sorted(_FAMILIES))}){hint}"
         )
     class_name = _FAMILIES[model_type][0]
     model_class = getattr(transformers, class_name, None)

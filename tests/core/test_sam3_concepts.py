@@ -251,3 +251,10 @@ def test_transformers_without_sam3_names_the_version_and_extra(
     monkeypatch.setitem(sys.modules, "transformers", old)
     with pytest.raises(ImportError, match=r"transformers>=5.0 \(installed: 4.57.1\).*\[sam3\]"):
         load_sam3("facebook/sam3", device="cpu")
+
+
+def test_load_sam_points_a_sam3_directory_to_load_sam3(sam3_dir: Path) -> None:
+    from composeseg import load_sam
+
+    with pytest.raises(ValueError, match="load_sam3"):
+        load_sam(sam3_dir, device="cpu")
