@@ -120,7 +120,10 @@ def rle_area(rles: list[Rle]) -> np.ndarray:
 
     if not rles:
         return np.zeros(0, np.int64)
-    return np.asarray(mask_utils.area(rles), np.int64).reshape(-1)
+    # pycocotools 2.0.11's area() overflows on more than 255 RLEs at once (it sizes its output
+    # with a uint8), so ask in chunks that it handles.
+    chunks = [mask_utils.area(rles[i : i + 255]) for i in range(0, len(rles), 255)]
+    return np.concatenate([np.asarray(c, np.int64).reshape(-1) for c in chunks])
 
 
 def decode_rle(rle: Rle) -> np.ndarray:

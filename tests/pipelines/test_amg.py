@@ -148,3 +148,13 @@ def test_baselines_find_the_rectangle(detector, rgb_image: np.ndarray) -> None: 
     assert edges.shape == (90, 140) and edges.dtype == np.float32
     assert edges[20:60, 28:33].max() > 0.3  # left side of the rectangle
     assert edges[35:45, 50:80].max() < 0.1  # flat inside
+
+
+def test_rle_area_counts_more_than_255_masks() -> None:
+    # pycocotools 2.0.11 overflows on area() of more than 255 RLEs in one call
+    from composeseg.pipelines.amg_utils import encode_mask, rle_area
+
+    rng = np.random.default_rng(0)
+    masks = rng.random((300, 12, 10)) < 0.3
+    areas = rle_area([encode_mask(m) for m in masks])
+    np.testing.assert_array_equal(areas, masks.reshape(300, -1).sum(1))
