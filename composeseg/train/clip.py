@@ -213,9 +213,9 @@ def train_clip(
             model.eval()
             accuracy = retrieval_accuracy(model, tokenizer)
             model.train()
-            history.append({"step": step, "loss": float(loss), "retrieval": accuracy})
+            history.append({"step": step, "loss": loss.item(), "retrieval": accuracy})
             print(
-                f"step {step}/{steps} loss {float(loss):.3f} retrieval {accuracy:.3f} "
+                f"step {step}/{steps} loss {loss.item():.3f} retrieval {accuracy:.3f} "
                 f"{step / (time.time() - start):.2f} steps/s",
                 flush=True,
             )

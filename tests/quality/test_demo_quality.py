@@ -20,6 +20,7 @@ from composeseg.train.config import EVALUATION_SEED_START
 SCENES = 40
 FLOORS = {"box": 0.85, "one_point_oracle": 0.70, "interactive": 0.85}
 
+
 def _require_demo_model() -> None:
     if not (DEMO_MODEL_DIR / "config.json").is_file():
         pytest.fail(f"the embedded demo model is missing from {DEMO_MODEL_DIR}")
