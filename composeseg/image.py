@@ -63,7 +63,8 @@ def _from_pil(image: Image.Image, name: str) -> np.ndarray:
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    # np.array copies: a view of PIL's buffer is read-only, which torch and users trip over
+    return np.array(image, dtype=np.uint8)
 
 
 def _from_array(array: np.ndarray) -> np.ndarray:

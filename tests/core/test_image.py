@@ -94,3 +94,11 @@ def test_bad_files_name_the_file(tmp_path: Path) -> None:
         load_image(tmp_path)
     with pytest.raises(TypeError, match="expected an image path"):
         load_image(42)  # type: ignore[arg-type]
+
+
+def test_images_from_files_are_writable(tmp_path: Path) -> None:
+    path = tmp_path / "x.png"
+    Image.new("RGB", (5, 4), (1, 2, 3)).save(path)
+    image = load_image(path)
+    assert image.flags.writeable and image.flags.c_contiguous
+    assert image.shape == (4, 5, 3)
