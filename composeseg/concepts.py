@@ -8,7 +8,6 @@ the DETR-style decoder in batches.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from composeseg.image import ImageSource, load_image
-from composeseg.loading import _looks_like_path, _pick_device, _quiet_transformers
+from composeseg.loading import _looks_like_path, _pick_device, _quiet_transformers, read_model_type
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -368,13 +367,7 @@ def _sam3_classes() -> tuple[Any, Any]:
 
 
 def _check_config(path: Path) -> None:
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ValueError(f"{path} has no config.json: not a save_pretrained model directory")
-    try:
-        model_type = json.loads(config_file.read_text())["model_type"]
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as error:
-        raise ValueError(f"{config_file} is not a valid transformers config ({error})") from None
+    model_type = read_model_type(path)
     if model_type not in _SAM3_MODEL_TYPES:
         hint = " (load it with composeseg.load_sam)" if "sam" in str(model_type) else ""
         raise ValueError(f"{path}: model_type {model_type!r} is not SAM 3{hint}")

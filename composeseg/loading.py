@@ -167,15 +167,23 @@ def _model_class(model_type: str, source: str) -> Any:
     return model_class
 
 
-def _from_directory(path: Path) -> Any:
+def read_model_type(path: Path) -> str:
+    """The transformers ``model_type`` of a ``save_pretrained`` directory.
+
+    Raises:
+        ValueError: no ``config.json``, or one without a readable ``model_type`` (names it).
+    """
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{path} has no config.json: not a save_pretrained model directory")
     try:
-        model_type = json.loads(config_file.read_text())["model_type"]
+        return str(json.loads(config_file.read_text())["model_type"])
     except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as error:
         raise ValueError(f"{config_file} is not a valid transformers config ({error})") from None
-    model_class = _model_class(model_type, str(path))
+
+
+def _from_directory(path: Path) -> Any:
+    model_class = _model_class(read_model_type(path), str(path))
     try:
         return model_class.from_pretrained(path)
     except (OSError, ValueError, RuntimeError) as error:
