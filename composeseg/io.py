@@ -12,6 +12,20 @@ from typing import Any
 import numpy as np
 
 
+def temp_file_beside(path: str | os.PathLike) -> Path:
+    """Create an empty, uniquely named hidden file next to ``path`` (same suffix) and return it.
+
+    The file is created with the umask's permissions, like any ordinary output (``mkstemp``
+    would make it readable by its owner only), so renaming it onto ``path`` publishes a normal
+    file. Creates ``path``'s directory if needed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{path.suffix}")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    return tmp
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
 
@@ -19,10 +33,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     lets batch jobs resume by skipping outputs that exist.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # os.open with 0o666 honours the umask (mkstemp would leave results readable by owner only)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{path.suffix}")
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    tmp = temp_file_beside(path)
     try:
         write(tmp)
         os.replace(tmp, path)

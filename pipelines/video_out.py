@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+
+from composeseg.io import temp_file_beside
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -59,13 +60,7 @@ class VideoWriter:
         self._stream: Any = None
         self._size = (0, 0)
         self._pad = (0, 0)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".mp4", dir=self.path.parent
-        )
-        os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the result is an ordinary file
-        self._tmp = Path(tmp)
+        self._tmp = temp_file_beside(self.path)  # av.open is told the format: any suffix works
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -174,11 +169,9 @@ class ResultsWriter:
 
     def _open(self, path: str | os.PathLike) -> IO[str]:
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the result is an ordinary file
-        handle = os.fdopen(fd, "w")
-        self._files.append((handle, Path(tmp), target))
+        tmp = temp_file_beside(target)
+        handle = tmp.open("w")
+        self._files.append((handle, tmp, target))
         return handle
 
     def __enter__(self) -> ResultsWriter:
