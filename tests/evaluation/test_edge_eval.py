@@ -75,10 +75,13 @@ def test_several_annotators_and_bad_input() -> None:
     metrics = edge_f_measure(
         [GT.astype(np.float32)], [[GT, square_outline(23, 76)]], thresholds=3, thin=False
     )
-    # all of one annotator's 236 pixels, none of the other's 212
+    # all of one annotator's 236 pixels, none of the other's 212. With several annotators the
+    # BSDS matcher's random sparse graph (its C++ seeds from the clock; no API to fix the seed)
+    # leaves 0-4 pixels unmatched (400 runs: 0 px 58 %, 1 px 32 %, 2 px 8 %, 3 px 2 %, 4 px 0.5 %),
+    # hence tolerances of ~7 pixels; a wrong combination of annotators would miss by ~0.5.
     expected = N_GT / (N_GT + int(square_outline(23, 76).sum()))
-    assert metrics.recall[0] == pytest.approx(expected, abs=0.01)  # BSDS matcher: near-exact
-    assert metrics.precision[0] == pytest.approx(1.0, abs=0.01)  # each pixel matches some annotator
+    assert metrics.recall[0] == pytest.approx(expected, abs=0.015)
+    assert metrics.precision[0] == pytest.approx(1.0, abs=0.03)  # each pixel matches some annotator
     with pytest.raises(ValueError, match="shape"):
         edge_f_measure([np.zeros((10, 10))], [GT])
     with pytest.raises(ValueError, match="increasing"):
