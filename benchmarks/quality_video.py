@@ -28,15 +28,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from composeseg.pipelines.video_config import PER_FRAME
 from composeseg.synthetic import VideoConfig, iter_video_frames
 
-PLAIN = {"mask_prompt": False, "mask_association": False, "max_gap": 0}
+PLAIN = dict(PER_FRAME)
 VARIANTS: dict[str, dict[str, Any]] = {
     # the tracker as shipped: ids only after 2 hits, unconfirmed boxes left out
     "tracker defaults, per-frame": {**PLAIN, "unconfirmed": "drop", "min_consecutive_frames": 2},
     "per-frame (all off)": PLAIN,
     "+ mask prompt": {**PLAIN, "mask_prompt": True},
     "+ mask-IoU association": {**PLAIN, "mask_association": True},
+    "+ exclusive masks": {**PLAIN, "exclusive_masks": True},
     "+ gap filling": {**PLAIN, "max_gap": 5},
     "all on (default)": {},
 }

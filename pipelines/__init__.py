@@ -17,7 +17,7 @@ _LAZY: dict[str, str] = {
     "ObjectProposals": "composeseg.pipelines.proposals",
     "EdgeDetection": "composeseg.pipelines.edges",
     "VideoSegmentation": "composeseg.pipelines.video",
-    "VideoSegmentationConfig": "composeseg.pipelines.video",
+    "VideoSegmentationConfig": "composeseg.pipelines.video_config",
     "SimulatedDetector": "composeseg.pipelines.video_sim",
     "SimulatedDetectorConfig": "composeseg.pipelines.video_sim",
     "read_frames": "composeseg.pipelines.video_io",

@@ -2,13 +2,16 @@
 
 Each frame: the detector's boxes go through a multi-object tracker (the ``trackers`` package);
 every tracked box becomes a SAM box prompt; all prompts of the frame are decoded in batched
-calls on one image embedding. Three features make the result temporally consistent:
+calls on one image embedding. These features make the result temporally consistent:
 
 - **mask prompts**: a track's previous low-resolution mask logits, shifted by its motion, are
   given to SAM with the new box, so the mask does not flicker between plausible shapes;
-- **mask-IoU association**: a detection the tracker gives a new id is matched by mask overlap
-  to a recently lost track (or to the provisional id of a not-yet-confirmed track), which
-  removes most id switches caused by missed detections and the tracker's start-up delay;
+- **mask-IoU association**: a detection the tracker gives a new id is matched by mask (or box)
+  overlap to a recently lost track (or to the provisional id of a not-yet-confirmed track),
+  which removes most id switches caused by missed detections and the tracker's start-up delay;
+- **exclusive masks**: a pixel claimed by several objects goes to one, favouring the object
+  that covered it in the previous frame, so an occluded object's box cannot take over the
+  mask (and then the identity) of the object in front of it;
 - **gap filling**: a track whose detection is missing is re-prompted with its extrapolated box
   and last logits for up to ``max_gap`` frames, so short detector misses do not drop it.
 
@@ -19,12 +22,13 @@ identity (a box and one low-res logit map) plus the tracker's own bounded state.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from composeseg.crops import tight_boxes
+from composeseg.pipelines.video_config import VideoSegmentationConfig
 from composeseg.pipelines.video_io import Frame, VideoSource, progress, read_frames
 from composeseg.pipelines.video_tracks import (
     Rows,
@@ -35,7 +39,9 @@ from composeseg.pipelines.video_tracks import (
     make_tracker,
     mask_iou_matrix,
     match,
+    resolve_overlaps,
     shift_logits,
+    with_gap_rows,
 )
 from composeseg.prompts import Prompts
 
@@ -44,65 +50,6 @@ if TYPE_CHECKING:
 
     from composeseg.prediction import ImageEmbedding
     from composeseg.sam import Sam
-
-Unconfirmed = Literal["provisional", "drop", "keep"]
-
-
-@dataclass(frozen=True)
-class VideoSegmentationConfig:
-    """Options of :class:`VideoSegmentation`. Invalid values raise ``ValueError``.
-
-    Attributes:
-        mask_prompt: feed each track's previous (motion-shifted) mask logits as SAM's mask
-            prompt together with the new box.
-        mask_prompt_min_iou: use the previous logits only when the track's predicted box
-            overlaps the new box at least this much (box IoU); below it the object changed
-            too much for the old mask to help.
-        mask_association: match detections with a new tracker id to recently lost tracks by
-            mask IoU (keeps the old id).
-        association_iou: minimum mask IoU for that match and for resolving provisional ids.
-        max_gap: frames a track without detection is kept alive by gap filling (0: off).
-        gap_min_score: SAM's predicted IoU below which a gap-filled mask is dropped.
-        unconfirmed: detections the tracker has not confirmed yet (``tracker_id == -1``):
-            ``"provisional"`` gives them a new id that the confirmed track inherits,
-            ``"drop"`` leaves them out, ``"keep"`` reports them with id -1.
-        min_consecutive_frames, lost_track_buffer, frame_rate: passed to a tracker given by
-            name (see :func:`~composeseg.pipelines.video_tracks.make_tracker`).
-        velocity_smoothing: weight of the old velocity in a track's exponential average.
-        min_mask_area: drop objects whose mask has fewer pixels.
-    """
-
-    mask_prompt: bool = True
-    mask_prompt_min_iou: float = 0.3
-    mask_association: bool = True
-    association_iou: float = 0.4
-    max_gap: int = 5
-    gap_min_score: float = 0.5
-    unconfirmed: Unconfirmed = "provisional"
-    min_consecutive_frames: int = 1
-    lost_track_buffer: int = 30
-    frame_rate: float = 30.0
-    velocity_smoothing: float = 0.5
-    min_mask_area: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("mask_prompt_min_iou", "association_iou", "velocity_smoothing"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
-        for name in ("max_gap", "min_mask_area", "lost_track_buffer"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.min_consecutive_frames < 1:
-            raise ValueError(
-                f"min_consecutive_frames must be >= 1, got {self.min_consecutive_frames}"
-            )
-        if self.frame_rate <= 0:
-            raise ValueError(f"frame_rate must be > 0, got {self.frame_rate}")
-        if self.unconfirmed not in ("provisional", "drop", "keep"):
-            raise ValueError(
-                f"unconfirmed must be 'provisional', 'drop' or 'keep', got {self.unconfirmed!r}"
-            )
 
 
 class VideoSegmentation:
@@ -271,67 +218,43 @@ class VideoSegmentation:
             and track.hits >= 2  # one-off false positives are not kept alive
             and 0 < t - track.last_detected <= cfg.max_gap
         ]
-        boxes, kept = [], []
-        height, width = size
-        for track in lost:
-            box = track.predicted_box(t)
-            box[0::2] = box[0::2].clip(0, width)
-            box[1::2] = box[1::2].clip(0, height)
-            if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
-                boxes.append(box)
-                kept.append(track)
-        if not kept:
-            return rows
-        m = len(kept)
-        names = None
-        if rows.class_name is not None or any(k.class_name is not None for k in kept):
-            old = rows.class_name if rows.class_name is not None else np.full(len(rows.boxes), "")
-            names = np.concatenate([old, [k.class_name or "" for k in kept]]).astype(str)
-        return Rows(
-            boxes=np.concatenate([rows.boxes, np.asarray(boxes, np.float32)]),
-            tracker_ids=np.concatenate([rows.tracker_ids, np.full(m, -1, np.int64)]),
-            track_ids=np.concatenate([rows.track_ids, [k.track_id for k in kept]]).astype(np.int64),
-            class_id=np.concatenate([rows.class_id, [k.class_id for k in kept]]).astype(np.int64),
-            class_name=names,
-            detector_score=np.concatenate(
-                [rows.detector_score, [k.confidence for k in kept]]
-            ).astype(np.float32),
-            gap=np.concatenate([rows.gap, np.ones(m, bool)]),
-        )
+        return with_gap_rows(rows, lost, t, size)
 
-    def _mask_prompts(self, rows: Rows, embedding: ImageEmbedding) -> np.ndarray | None:
-        """``(N, M, M)`` motion-shifted previous logits (NaN rows: no usable prompt)."""
-        from composeseg.transforms import boxes_to_input_frame
-
-        if not self.config.mask_prompt or not self.tracks:
-            return None
-        size = self.sam.backend.mask_size
-        scale = size / self.sam.image_size
-        frame_boxes = boxes_to_input_frame(
-            rows.boxes, embedding.original_size, embedding.input_size
-        )
+    def _priors(self, rows: Rows, embedding: ImageEmbedding) -> np.ndarray | None:
+        """``(N, M, M)`` each row's motion-shifted previous logits (NaN rows: none usable,
+        because the row has no track yet or its box moved too far from the track's)."""
+        size, t = self.sam.backend.mask_size, self._frame
         out = np.full((len(rows.boxes), size, size), np.nan, np.float32)
         for i, track_id in enumerate(rows.track_ids.tolist()):
             track = self.tracks.get(track_id)
             if track is None or track.logits.shape != (size, size):
                 continue
-            old = boxes_to_input_frame(
-                track.box[None], embedding.original_size, embedding.input_size
-            )[0]
-            iou = box_iou_matrix(track.predicted_box(self._frame)[None], rows.boxes[i : i + 1])
-            if not rows.gap[i] and iou[0, 0] < self.config.mask_prompt_min_iou:
-                continue
-            shift = ((frame_boxes[i, :2] + frame_boxes[i, 2:]) - (old[:2] + old[2:])) / 2 * scale
-            out[i] = shift_logits(track.logits, float(shift[1]), float(shift[0]))
+            iou = box_iou_matrix(track.predicted_box(t)[None], rows.boxes[i : i + 1])[0, 0]
+            if rows.gap[i] or iou >= self.config.mask_prompt_min_iou:
+                out[i] = self._shifted(track, embedding)
         return out if np.isfinite(out).any() else None
 
-    def _decode(self, embedding: ImageEmbedding, rows: Rows) -> tuple[Any, Any]:
-        """Low-res logits ``(N, M, M)`` and predicted IoU ``(N,)``: one decoder pass per group."""
+    def _shifted(self, track: Track, embedding: ImageEmbedding) -> np.ndarray:
+        """``(M, M)`` the track's last logits moved by its own predicted (mask-box) motion: not
+        towards the new detector box, whose jitter would misplace them by several pixels."""
+        from composeseg.transforms import boxes_to_input_frame
+
+        scale = self.sam.backend.mask_size / self.sam.image_size
+        pair = np.stack([track.box, track.predicted_box(self._frame)])
+        frame = boxes_to_input_frame(pair, embedding.original_size, embedding.input_size)
+        shift = ((frame[1, :2] + frame[1, 2:]) - (frame[0, :2] + frame[0, 2:])) / 2 * scale
+        return shift_logits(track.logits, float(shift[1]), float(shift[0]))
+
+    def _decode(
+        self, embedding: ImageEmbedding, rows: Rows, priors: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Low-res logits ``(N, M, M)`` and predicted IoU ``(N,)``: one decoder pass per group
+        (with and without a mask prompt)."""
         import torch
 
         n = len(rows.boxes)
         base = Prompts(boxes=rows.boxes)
-        masks_in = self._mask_prompts(rows, embedding)
+        masks_in = priors if self.config.mask_prompt else None
         with_prompt = np.zeros(n, bool) if masks_in is None else np.isfinite(masks_in[:, 0, 0])
         size = self.sam.backend.mask_size
         logits = torch.zeros((n, size, size), device=self.sam.device)
@@ -346,14 +269,15 @@ class VideoSegmentation:
             low, iou = self.sam.decode_low_res(embedding, prompts, multimask=False)
             logits[torch.as_tensor(index, device=logits.device)] = low[:, 0]
             scores[torch.as_tensor(index, device=logits.device)] = iou[:, 0]
-        return logits, scores
+        return logits.float().cpu().numpy(), scores.float().cpu().numpy()
 
     def _segment(self, image: np.ndarray, rows: Rows, size: tuple[int, int]) -> sv.Detections:
+        import torch
+
         cfg, t = self.config, self._frame
         embedding = self.sam.embed(image)
-        logits_t, scores_t = self._decode(embedding, rows)
-        logits = logits_t.float().cpu().numpy()
-        scores = scores_t.float().cpu().numpy()
+        priors = self._priors(rows, embedding)
+        logits, scores = self._decode(embedding, rows, priors)
         fg = logits > 0
         ids = rows.track_ids.copy()
         keep = np.ones(len(ids), bool)
@@ -372,25 +296,32 @@ class VideoSegmentation:
             and (cfg.mask_association or (track.frame == t - 1 and track.track_id not in aliased))
         ]
         if fresh and candidates:
-            previous = np.stack([self._shifted_fg(track, rows, embedding) for track in candidates])
-            pairs = match(mask_iou_matrix(fg[fresh], previous), cfg.association_iou)
+            # mask IoU is robust to box jitter; box IoU to the coarse low-res masks of small
+            # and thin objects
+            previous = np.stack([self._shifted(track, embedding) > 0 for track in candidates])
+            predicted = np.stack([track.predicted_box(t) for track in candidates])
+            similarity = np.maximum(
+                mask_iou_matrix(fg[fresh], previous), box_iou_matrix(rows.boxes[fresh], predicted)
+            )
+            pairs = match(similarity, cfg.association_iou)
             for row, col in pairs:
                 ids[fresh[row]] = candidates[col].track_id
         taken = set(ids[detected].tolist())
         # 2. gap rows: only for tracks no detection claimed, and not on top of a detection
+        for i in gap_rows:
+            keep[i] = ids[i] not in taken and scores[i] >= cfg.gap_min_score and fg[i].any()
+        if cfg.exclusive_masks:
+            logits = resolve_overlaps(logits, priors, keep)
+            emptied = fg.any(axis=(1, 2)) & ~(logits > 0).any(axis=(1, 2))
+            keep &= ~emptied  # every pixel went to other objects
+            fg = logits > 0
         if len(gap_rows):
             overlap = mask_iou_matrix(fg[gap_rows], fg[detected]).max(axis=1, initial=0.0)
-            for j, i in enumerate(gap_rows):
-                if (
-                    ids[i] in taken
-                    or scores[i] < cfg.gap_min_score
-                    or not fg[i].any()
-                    or overlap[j] >= cfg.association_iou
-                ):
-                    keep[i] = False
+            keep[gap_rows] &= overlap < cfg.association_iou
         # 3. new identities, and aliases from tracker ids to output ids
         for i in detected:
-            if ids[i] < 0 and (rows.tracker_ids[i] >= 0 or cfg.unconfirmed == "provisional"):
+            new = rows.tracker_ids[i] >= 0 or cfg.unconfirmed == "provisional"
+            if ids[i] < 0 and keep[i] and new:
                 ids[i] = self._next_id
                 self._next_id += 1
             tracker_id = int(rows.tracker_ids[i])
@@ -401,22 +332,18 @@ class VideoSegmentation:
                 self._alias[tracker_id] = int(ids[i])
                 self._alias_seen[tracker_id] = self._frame
         index = np.flatnonzero(keep)
-        masks = self.sam.masks_from_logits(logits_t[index][:, None], embedding)[:, 0]
+        kept = torch.from_numpy(logits[index][:, None]).to(self.sam.device)
+        masks = self.sam.masks_from_logits(kept, embedding)[:, 0]
         boxes = rows.boxes[index].copy()
+        mask_boxes = tight_boxes(masks)
         gap = rows.gap[index]
-        if gap.any():
-            boxes[gap] = tight_boxes(masks[gap])
-        self._remember(rows, index, ids, boxes, logits)
+        boxes[gap] = mask_boxes[gap]
+        # tracks move with their masks, whose boxes are steadier than a jittery detector's;
+        # unless the mask disagrees with its detection (a weak model), then the detection
+        agree = box_iou_matrix(mask_boxes, boxes).diagonal() >= 0.5
+        memory = np.where((agree | gap)[:, None], mask_boxes, boxes)
+        self._remember(rows, index, ids, memory, logits)
         return build_detections(rows, index, ids, boxes, masks, scores, cfg.min_mask_area)
-
-    def _shifted_fg(self, track: Track, rows: Rows, embedding: ImageEmbedding) -> np.ndarray:
-        from composeseg.transforms import boxes_to_input_frame
-
-        scale = self.sam.backend.mask_size / self.sam.image_size
-        pair = np.stack([track.box, track.predicted_box(self._frame)])
-        frame = boxes_to_input_frame(pair, embedding.original_size, embedding.input_size)
-        shift = ((frame[1, :2] + frame[1, 2:]) - (frame[0, :2] + frame[0, 2:])) / 2 * scale
-        return shift_logits(track.logits, float(shift[1]), float(shift[0])) > 0
 
     def _remember(
         self, rows: Rows, index: np.ndarray, ids: np.ndarray, boxes: np.ndarray, logits: np.ndarray

@@ -64,6 +64,7 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
     from composeseg.evaluation.tracking import TrackingEvaluator
     from composeseg.pipelines.cli.common import load_model
     from composeseg.pipelines.video import VideoSegmentation
+    from composeseg.pipelines.video_config import PER_FRAME
     from composeseg.pipelines.video_sim import SimulatedDetector, SimulatedDetectorConfig
     from composeseg.synthetic import VideoConfig, iter_video_frames
 
@@ -72,7 +73,7 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
     noise = SimulatedDetectorConfig(jitter=args.jitter, miss_rate=args.miss_rate)
     variants: dict[str, dict[str, Any]] = {"consistent": {}}
     if args.compare:
-        variants["per-frame"] = {"mask_prompt": False, "mask_association": False, "max_gap": 0}
+        variants["per-frame"] = dict(PER_FRAME)
     out = {}
     for name, options in variants.items():
         evaluator = TrackingEvaluator(threshold=args.threshold)

@@ -44,6 +44,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-mask-prompt", action="store_true", help="no previous-mask prompts")
     parser.add_argument("--no-association", action="store_true", help="no mask-IoU association")
     parser.add_argument(
+        "--overlapping-masks", action="store_true", help="let objects' masks overlap"
+    )
+    parser.add_argument(
         "--engine",
         choices=("sam", "sam2"),
         default="sam",
@@ -120,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             args.tracker,
             mask_prompt=not args.no_mask_prompt,
             mask_association=not args.no_association,
+            exclusive_masks=not args.overlapping_masks,
             max_gap=args.max_gap,
             frame_rate=fps,
         )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from composeseg.pipelines.video_sim import SimulatedDetector, SimulatedDetectorConfig
-from composeseg.pipelines.video_tracks import match, shift_logits
+from composeseg.pipelines.video_tracks import match, resolve_overlaps, shift_logits
 from composeseg.synthetic import VideoConfig, generate_video
 
 VIDEO = generate_video(4, VideoConfig(height=48, width=64, n_frames=30, min_objects=3))
@@ -59,3 +59,23 @@ def test_match_keeps_pairs_above_threshold():
     similarity = np.array([[0.9, 0.2], [0.1, 0.3]])
     assert match(similarity, 0.5) == [(0, 0)]
     assert match(np.zeros((0, 3)), 0.5) == []
+
+
+def _square(lo: int, hi: int, inside: float = 5.0) -> np.ndarray:
+    logits = np.full((8, 8), -5.0, np.float32)
+    logits[lo:hi, lo:hi] = inside
+    return logits
+
+
+def test_resolve_overlaps_gives_each_pixel_to_one_object():
+    # two objects claim the centre 2x2 equally; the one whose previous mask covered it wins
+    logits = np.stack([_square(1, 5), _square(3, 7)])
+    priors = np.stack([_square(1, 5, inside=8.0), np.full((8, 8), np.nan, np.float32)])
+    out = resolve_overlaps(logits, priors, np.array([True, True]))
+    fg = out > 0
+    assert not (fg[0] & fg[1]).any()
+    assert fg[0][3:5, 3:5].all() and fg[0].sum() == 16 and fg[1].sum() == 16 - 4
+    # without history the stronger current logit wins; inactive rows neither win nor lose
+    stronger = np.stack([_square(1, 5), _square(3, 7, inside=9.0)])
+    assert (resolve_overlaps(stronger, None, np.array([True, True]))[1] > 0).sum() == 16
+    assert resolve_overlaps(stronger, None, np.array([True, False])) is stronger

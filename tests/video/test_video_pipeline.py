@@ -170,3 +170,14 @@ def test_ultralytics_tracking_results_are_accepted_as_they_are(tiny_sam):
     ]
     assert pairs[0] == pairs[1] and sorted(pairs[0]) == [3, 7]
     assert pairs[2] == {3: pairs[0][3]}  # ultralytics' id 3 keeps its output id
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_exclusive_masks_never_overlap(tiny_sam, exclusive):
+    # two detections of one place: SAM gives both the same mask; only one may keep the pixels
+    boxes = np.array([[10, 10, 40, 40], [11, 10, 40, 41]], np.float32)
+    pipe = VideoSegmentation(tiny_sam, BoxDetector([boxes] * 2), "none", exclusive_masks=exclusive)
+    for detections in pipe(_frames(2)):
+        masks = detections.mask.reshape(len(detections), -1)
+        overlap = (masks.astype(int).sum(0) > 1).any()
+        assert overlap != exclusive
