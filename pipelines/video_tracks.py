@@ -249,10 +249,10 @@ def resolve_overlaps(
 
     The winner has the highest current logit plus a quarter of its motion-shifted previous logit
     (clipped to +-10; 0 without history): where the current logits nearly tie, the object that
-    covered the pixel in the previous frame keeps it.
-    This stops a track whose box now also frames an occluder from taking over the occluder's
-    mask, the main source of identity swaps between overlapping objects. Losers' logits there
-    are set to -10 (as SAM 2 does for its non-overlap constraint).
+    covered the pixel in the previous frame keeps it. This stops a track whose box now also
+    frames an occluder from taking over the occluder's mask (then its identity: the swaps seen
+    on generated clips with occlusion). Losers' logits there are set to -10 (as SAM 2 does for
+    its non-overlap constraint).
 
     Args:
         logits: ``(N, M, M) float32`` low-resolution logits of one frame.
