@@ -16,6 +16,7 @@ import numpy as np
 
 from composeseg.crops import DEFAULT_FILL, mask_crops
 from composeseg.image import ImageSource, load_image
+from composeseg.prompts import text_prompts
 
 DEMO_CLIP = "composeseg-demo-clip"
 """Name of the embedded demo text model (a tiny CLIP trained on generated scenes)."""
@@ -108,7 +109,7 @@ class ClipMatcher:
         Returns:
             ``(N, T) float32`` in [-1, 1]; higher is a better match.
         """
-        texts = _as_texts(texts)
+        texts = text_prompts(texts)
         text = self.text_embeddings(texts)
         crops = self.image_embeddings(image, masks, boxes=boxes)
         return (crops @ text.T).astype(np.float32)
@@ -147,7 +148,7 @@ class ClipMatcher:
         """``(T, D) float32`` unit-length embeddings; each distinct text is encoded once."""
         import torch
 
-        texts = _as_texts(texts)
+        texts = text_prompts(texts)
         new = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
         if new:
             tokens = self.tokenizer(new, truncation=True, return_tensors="pt", **self._text_padding)
@@ -155,16 +156,6 @@ class ClipMatcher:
                 features = self.model.get_text_features(**tokens.to(self.device))
             self._text_cache.update(zip(new, _unit(features), strict=True))
         return np.stack([self._text_cache[t] for t in texts])
-
-
-def _as_texts(texts: str | Sequence[str]) -> list[str]:
-    texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
-    if not texts:
-        raise ValueError("texts is empty: give at least one text")
-    blank = [i for i, t in enumerate(texts) if not t.strip()]
-    if blank:
-        raise ValueError(f"texts[{blank[0]}] is blank")
-    return texts
 
 
 def _unit(features: Any) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from composeseg.adapters.options import PromptOptions, build_prompts, resolve_options
 from composeseg.adapters.transformers_detectors import result_columns, zero_shot_model_types
-from composeseg.prompts import Prompts
+from composeseg.prompts import Prompts, text_prompts
 
 # Detectors that read all queries as one ". "-joined text, capped at config.max_text_len tokens.
 _JOINED_TEXT_TYPES = frozenset({"grounding-dino", "mm-grounding-dino"})
@@ -111,7 +111,7 @@ class TransformersGrounder:
     def __call__(
         self,
         image: Any,
-        queries: Sequence[str],
+        queries: str | Sequence[str],
         *,
         threshold: float | None = None,
         text_threshold: float | None = None,
@@ -120,7 +120,7 @@ class TransformersGrounder:
 
         Args:
             image: path, PIL image or ``(H, W, 3) uint8`` RGB array.
-            queries: the texts to look for, e.g. ``["cat", "remote control"]``.
+            queries: one text or a list of texts to look for, e.g. ``["cat", "remote control"]``.
             threshold, text_threshold: override the constructor's values for this call.
 
         Returns:
@@ -129,14 +129,14 @@ class TransformersGrounder:
             highest confidence first; empty when nothing matches.
 
         Raises:
-            ValueError: ``queries`` is empty, a bare string, or holds a blank / non-string entry,
+            ValueError: ``queries`` is empty or holds a blank / non-string entry,
                 or a query alone exceeds the model's text length.
         """
         import torch
 
         from composeseg.image import load_image
 
-        texts = _check_queries(queries)
+        texts = text_prompts(queries, "queries")
         threshold = self.threshold if threshold is None else threshold
         text_threshold = self.text_threshold if text_threshold is None else text_threshold
         _check_threshold("threshold", threshold)
@@ -289,18 +289,6 @@ def _token_spans(
             raise ValueError(f"query {text!r} has no tokens the model can read")
         spans.append((inside[0], inside[-1] + 1))
     return spans
-
-
-def _check_queries(queries: Sequence[str]) -> list[str]:
-    if isinstance(queries, str):
-        raise ValueError(f"queries must be a sequence of strings, not one string: {queries!r}")
-    texts = list(queries)
-    if not texts:
-        raise ValueError("queries is empty: give at least one text query")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"queries[{i}] = {text!r} is not a non-blank string")
-    return texts
 
 
 def _check_threshold(name: str, value: float) -> None:

@@ -19,6 +19,7 @@ import torch
 
 from composeseg.image import ImageSource, load_image
 from composeseg.loading import _looks_like_path, _pick_device, _quiet_transformers, read_model_type
+from composeseg.prompts import text_prompts
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -151,7 +152,7 @@ class ConceptSam:
     def segment_concepts(
         self,
         image: ImageSource,
-        concepts: Sequence[str],
+        concepts: str | Sequence[str],
         *,
         threshold: float = 0.5,
         mask_threshold: float = 0.5,
@@ -161,7 +162,7 @@ class ConceptSam:
         Args:
             image: a path, a PIL image, or an ``(H, W, 3) uint8`` RGB array (normalised by
                 :func:`composeseg.load_image`).
-            concepts: short noun phrases ("person", "red car"); at least one, no duplicates.
+            concepts: one short noun phrase or a list ("person", "red car"); no duplicates.
             threshold: keep instances whose score is above this, in ``[0, 1]``.
             mask_threshold: a pixel belongs to the mask where the upsampled mask probability is
                 above this, in ``[0, 1]``.
@@ -174,7 +175,7 @@ class ConceptSam:
             ValueError: no concepts, an empty or duplicated concept, a concept longer than
                 :attr:`max_concept_tokens`, or a threshold outside ``[0, 1]``.
         """
-        names = _check_concepts(concepts)
+        names = tuple(text_prompts(concepts, "concepts", unique=True))
         for label, value in (("threshold", threshold), ("mask_threshold", mask_threshold)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{label} must be in [0, 1], got {value}")
@@ -224,21 +225,6 @@ class ConceptSam:
             key: torch.tensor(encoded[key], dtype=torch.long, device=self.device)
             for key in ("input_ids", "attention_mask")
         }
-
-
-def _check_concepts(concepts: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(concepts, str):
-        raise ValueError(f"concepts must be a sequence of phrases, got the string {concepts!r}")
-    names = tuple(concepts)
-    if not names:
-        raise ValueError("concepts is empty: pass at least one phrase")
-    for name in names:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"each concept must be a non-empty string, got {name!r}")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"concepts must be unique, got duplicates {duplicates}")
-    return names
 
 
 def _repeat_batch(vision: Any, n: int) -> Any:

@@ -268,3 +268,29 @@ def _leading_axis(value: Any, single_ndim: int, name: str) -> np.ndarray | None:
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} could not be read as a numeric array: {error}") from None
     return array[None] if array.ndim == single_ndim else array
+
+
+def text_prompts(
+    texts: str | Sequence[str], name: str = "texts", *, unique: bool = False
+) -> list[str]:
+    """Check text prompts (queries, concepts, captions) and return them as a list.
+
+    Args:
+        texts: one string or a sequence of strings.
+        name: the argument's name, used in error messages.
+        unique: refuse a text given twice (results are indexed by text).
+
+    Raises:
+        ValueError: no texts, a blank or non-string entry, or (``unique``) a repeated one.
+    """
+    items = [texts] if isinstance(texts, str) else list(texts)
+    if not items:
+        raise ValueError(f"{name} is empty: give at least one text")
+    seen: dict[str, int] = {}
+    for i, text in enumerate(items):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{name}[{i}] is blank or not a string: {text!r}")
+        if unique and text in seen:
+            raise ValueError(f"{name}[{i}] {text!r} repeats {name}[{seen[text]}]")
+        seen.setdefault(text, i)
+    return items

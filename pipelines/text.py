@@ -23,7 +23,7 @@ import numpy as np
 from composeseg.crops import tight_boxes
 from composeseg.image import ImageSource, load_image
 from composeseg.pipelines.mask_nms import mask_nms
-from composeseg.prompts import Prompts
+from composeseg.prompts import Prompts, text_prompts
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -167,7 +167,7 @@ class TextSegmentation:
         Raises:
             ValueError: no query, a blank or repeated query.
         """
-        texts = _as_queries(queries)
+        texts = text_prompts(queries, "queries", unique=True)
         rgb = load_image(image)
         found = self._candidates(rgb, texts)
         similarity = None
@@ -300,21 +300,6 @@ def _detections(
         class_id=concept.astype(np.int64),
         data=data,
     )
-
-
-def _as_queries(queries: str | Sequence[str]) -> list[str]:
-    texts = [queries] if isinstance(queries, str) else [str(q) for q in queries]
-    if not texts:
-        raise ValueError("no query: give one text or a list of texts")
-    for i, text in enumerate(texts):
-        if not text.strip():
-            raise ValueError(f"queries[{i}] is blank")
-    seen: dict[str, int] = {}
-    for i, text in enumerate(texts):
-        if text in seen:
-            raise ValueError(f"queries[{i}] {text!r} repeats queries[{seen[text]}]")
-        seen[text] = i
-    return texts
 
 
 def _unused(image: Any) -> Prompts:  # pragma: no cover - segment() is given prompts

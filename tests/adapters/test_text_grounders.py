@@ -156,9 +156,8 @@ def test_max_queries_per_pass(grounders: Callable) -> None:
     [
         ([], "empty"),
         ((), "empty"),
-        ("cat", "not one string"),
-        (["cat", " "], r"queries\[1\]"),
-        (["cat", 3], r"queries\[1\]"),
+        (["cat", " "], r"queries\[1\] is blank or not a string: ' '"),
+        (["cat", 3], r"queries\[1\] is blank or not a string: 3"),
         ([" ".join(["cat"] * 15)], "tokens long"),  # 15 tokens + "." > 16 - [CLS] - [SEP]
     ],
 )

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from composeseg import PADDING, Prompts
-from composeseg.prompts import as_prompts
+from composeseg.prompts import as_prompts, text_prompts
 
 BOX = [10.0, 20.0, 50.0, 60.0]
 
@@ -104,3 +104,14 @@ def test_as_prompts_rejects_ambiguous_input() -> None:
         as_prompts(Prompts(boxes=[BOX]), boxes=[BOX])
     with pytest.raises(TypeError, match="composeseg.Prompts"):
         as_prompts({"boxes": [BOX]})  # type: ignore[arg-type]
+
+
+def test_text_prompts_accept_one_or_many_and_name_the_bad_entry() -> None:
+    assert text_prompts("a red car") == ["a red car"]
+    assert text_prompts(("cat", "cat")) == ["cat", "cat"]  # repeats allowed unless unique
+    with pytest.raises(ValueError, match="queries is empty"):
+        text_prompts([], "queries")
+    with pytest.raises(ValueError, match=r"texts\[1\] is blank or not a string: None"):
+        text_prompts(["cat", None])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"concepts\[2\] 'cat' repeats concepts\[0\]"):
+        text_prompts(["cat", "dog", "cat"], "concepts", unique=True)

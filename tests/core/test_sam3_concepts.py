@@ -163,9 +163,9 @@ def test_bfloat16_model_returns_float32_outputs(sam3_dir: Path, rgb_image: np.nd
     ("concepts", "options", "message"),
     [
         ([], {}, "concepts is empty"),
-        ("cat", {}, "sequence of phrases, got the string 'cat'"),
-        (["cat", " "], {}, "non-empty string, got ' '"),
-        (["cat", "dog", "cat"], {}, r"duplicates \['cat'\]"),
+        (["cat", 3], {}, r"concepts\[1\] is blank or not a string: 3"),
+        (["cat", " "], {}, r"concepts\[1\] is blank"),
+        (["cat", "dog", "cat"], {}, r"concepts\[2\] 'cat' repeats concepts\[0\]"),
         (["a" * 40], {}, "42 tokens; SAM 3 takes at most 32"),
         (["cat"], {"threshold": 1.5}, r"threshold must be in \[0, 1\], got 1.5"),
         (["cat"], {"mask_threshold": -0.1}, r"mask_threshold must be in \[0, 1\], got -0.1"),

@@ -383,7 +383,7 @@ def test_route_choice_errors(tiny_sam: Sam, sam3: ConceptSam, owl: TransformersG
 @pytest.mark.parametrize(
     ("queries", "message"),
     [
-        ([], "no query"),
+        ([], "queries is empty"),
         ("  ", r"queries\[0\] is blank"),
         (["cat", ""], r"queries\[1\] is blank"),
         (["cat", "dog", "cat"], r"queries\[2\] 'cat' repeats queries\[0\]"),
