@@ -32,7 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from composeseg.backends.sam_decoder import decode
-    from composeseg.tiny import build_model, sam_config
+    from composeseg.configs import sam_config
+    from composeseg.tiny import build_model
 
     config = sam_config(
         hidden_size=64, num_hidden_layers=1, num_attention_heads=1, global_attn_indexes=(0,)

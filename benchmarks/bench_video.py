@@ -38,7 +38,8 @@ MiB = 2**20
 
 def load_model(name: str, directory: Path) -> Any:
     from composeseg import load_sam
-    from composeseg.tiny import build_model, sam_config, tiny_sam_config
+    from composeseg.configs import sam_config
+    from composeseg.tiny import build_model, tiny_sam_config
 
     if name == "demo":
         return load_sam(device="cpu")

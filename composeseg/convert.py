@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from transformers import SamConfig, SamModel
 
-from composeseg.tiny import sam_config
+from composeseg.configs import sam_config
 
 __all__ = [
     "convert_meta_sam_state_dict",

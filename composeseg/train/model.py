@@ -133,7 +133,8 @@ DEMO_MODEL_SIZES: dict[str, int | tuple[int, ...]] = {
 
 def model_preset(name: str) -> SamConfig:
     """``"demo"`` (the embedded demo model's architecture) or ``"tiny"`` (tests)."""
-    from composeseg.tiny import sam_config, tiny_sam_config
+    from composeseg.configs import sam_config
+    from composeseg.tiny import tiny_sam_config
 
     if name == "demo":
         return sam_config(**DEMO_MODEL_SIZES)  # type: ignore[arg-type]
@@ -148,7 +149,7 @@ def build_model_for_training(config: SamConfig, seed: int = 0) -> SamModel:
     The global torch RNG is left untouched; the same ``config`` and ``seed`` give the same
     weights.
     """
-    from composeseg.tiny import validate_sam_config
+    from composeseg.configs import validate_sam_config
 
     validate_sam_config(config)
     with torch.random.fork_rng(devices=[]):

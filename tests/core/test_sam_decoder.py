@@ -14,7 +14,8 @@ import torch
 
 from composeseg.backends import sam_decoder
 from composeseg.backends.sam_decoder import decode
-from composeseg.tiny import build_model, sam_config, tiny_sam_config
+from composeseg.configs import sam_config
+from composeseg.tiny import build_model, tiny_sam_config
 
 COUNT = 4
 

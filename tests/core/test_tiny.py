@@ -16,14 +16,8 @@ from transformers import (
     SamVisionConfig,
 )
 
-from composeseg.tiny import (
-    build_model,
-    sam_config,
-    tiny_sam2_config,
-    tiny_sam_config,
-    tiny_sam_hq_config,
-    validate_sam_config,
-)
+from composeseg.configs import sam_config, validate_sam_config
+from composeseg.tiny import build_model, tiny_sam2_config, tiny_sam_config, tiny_sam_hq_config
 
 TINY = {"sam": tiny_sam_config, "sam_hq": tiny_sam_hq_config, "sam2": tiny_sam2_config}
 MODEL_CLASS = {"sam": SamModel, "sam_hq": SamHQModel, "sam2": Sam2Model}

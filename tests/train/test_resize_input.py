@@ -10,9 +10,10 @@ import torch
 from transformers import SamModel
 
 from composeseg import load_sam
+from composeseg.configs import validate_sam_config
 from composeseg.pipelines.cli import main
 from composeseg.synthetic import SceneConfig, generate_scene, write_coco
-from composeseg.tiny import build_model, tiny_sam_config, validate_sam_config
+from composeseg.tiny import build_model, tiny_sam_config
 from composeseg.train.resize import resize_input
 
 POSITIONAL = ("vision_encoder.pos_embed", "attn.rel_pos_h", "attn.rel_pos_w")
