@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from composeseg.image import ImageSource, load_image
+from composeseg.pipelines.detections import empty_detections
 from composeseg.prompts import Prompts
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ class InstanceSegmentation:
 
         size = (int(rgb.shape[0]), int(rgb.shape[1]))
         if len(prompts) == 0:
-            return _empty(size)
+            return empty_detections(size, {"detector_score": np.float32, "mask_score": np.float32})
         prompts = fit_to_image(prompts, size)
         embedding = self.sam.embed(rgb)
         masks, mask_score = self._decode(embedding, prompts)
@@ -286,15 +287,3 @@ def _box_iou_of_masks(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     area_m = (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
     return inter / (area_m + area_b - inter).clamp(min=1e-6)
-
-
-def _empty(size: tuple[int, int]) -> sv.Detections:
-    import supervision as sv
-
-    return sv.Detections(
-        xyxy=np.zeros((0, 4), np.float32),
-        mask=np.zeros((0, *size), bool),
-        confidence=np.zeros(0, np.float32),
-        class_id=np.zeros(0, np.int64),
-        data={"detector_score": np.zeros(0, np.float32), "mask_score": np.zeros(0, np.float32)},
-    )

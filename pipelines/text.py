@@ -22,6 +22,7 @@ import numpy as np
 
 from composeseg.crops import tight_boxes
 from composeseg.image import ImageSource, load_image
+from composeseg.pipelines.detections import empty_detections
 from composeseg.pipelines.mask_nms import mask_nms
 from composeseg.prompts import Prompts, text_prompts
 
@@ -289,7 +290,7 @@ def _detections(
     import supervision as sv
 
     if not len(rows):
-        return _empty(size)
+        return empty_detections(size, {"class_name": str})
     data: dict[str, Any] = {"class_name": np.asarray([texts[c] for c in concept])}
     if similarity is not None:
         data["clip_similarity"] = similarity.astype(np.float32)
@@ -312,16 +313,4 @@ def _empty_candidates(size: tuple[int, int]) -> _Candidates:
         np.zeros((0, 4), np.float32),
         np.zeros(0, np.int64),
         np.zeros(0, np.float32),
-    )
-
-
-def _empty(size: tuple[int, int]) -> sv.Detections:
-    import supervision as sv
-
-    return sv.Detections(
-        xyxy=np.zeros((0, 4), np.float32),
-        mask=np.zeros((0, *size), bool),
-        confidence=np.zeros(0, np.float32),
-        class_id=np.zeros(0, np.int64),
-        data={"class_name": np.zeros(0, dtype=str)},
     )

@@ -28,14 +28,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from composeseg.crops import tight_boxes
+from composeseg.pipelines.detections import empty_detections
 from composeseg.pipelines.video_config import VideoSegmentationConfig
 from composeseg.pipelines.video_io import Frame, VideoSource, progress, read_frames
 from composeseg.pipelines.video_tracks import (
+    VIDEO_COLUMNS,
     Rows,
     Track,
     box_iou_matrix,
     build_detections,
-    empty_detections,
     make_tracker,
     mask_iou_matrix,
     match,
@@ -152,7 +153,7 @@ class VideoSegmentation:
         if len(rows.boxes) == 0:
             self._expire()
             self._frame += 1
-            return empty_detections(size)
+            return empty_detections(size, VIDEO_COLUMNS, tracker_id=True)
         detections = self._segment(image, rows, size)
         self._expire()
         self._frame += 1

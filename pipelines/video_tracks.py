@@ -166,6 +166,15 @@ def match(similarity: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     ]
 
 
+# the data columns of VideoSegmentation's Detections
+VIDEO_COLUMNS = {
+    "detector_score": np.float32,
+    "mask_score": np.float32,
+    "gap_filled": bool,
+    "source_tracker_id": np.int64,
+}
+
+
 @dataclass(frozen=True, eq=False)
 class Rows:
     """One frame's objects (detected, plus lost tracks to gap-fill), one row each."""
@@ -214,24 +223,6 @@ def build_detections(
         area = detections.mask.reshape(len(detections), -1).sum(1)  # type: ignore[union-attr]
         detections = detections[area >= min_mask_area]  # type: ignore[assignment]
     return detections
-
-
-def empty_detections(size: tuple[int, int]) -> sv.Detections:
-    import supervision as sv
-
-    return sv.Detections(
-        xyxy=np.zeros((0, 4), np.float32),
-        mask=np.zeros((0, *size), bool),
-        confidence=np.zeros(0, np.float32),
-        class_id=np.zeros(0, np.int64),
-        tracker_id=np.zeros(0, np.int64),
-        data={
-            "detector_score": np.zeros(0, np.float32),
-            "mask_score": np.zeros(0, np.float32),
-            "gap_filled": np.zeros(0, bool),
-            "source_tracker_id": np.zeros(0, np.int64),
-        },
-    )
 
 
 # How much a pixel's previous owner counts against the current logits when objects overlap.
