@@ -9,9 +9,9 @@ calls on one image embedding. These features make the result temporally consiste
 - **mask-IoU association**: a detection the tracker gives a new id is matched by mask (or box)
   overlap to a recently lost track (or to the provisional id of a not-yet-confirmed track),
   which removes most id switches caused by missed detections and the tracker's start-up delay;
-- **exclusive masks**: a pixel claimed by several objects goes to one, favouring the object
-  that covered it in the previous frame, so an occluded object's box cannot take over the
-  mask (and then the identity) of the object in front of it;
+- **exclusive masks**: a pixel claimed by several objects goes to one (the highest logit, the
+  object that covered it in the previous frame winning near-ties), so an occluded object's box
+  cannot take over the mask (and then the identity) of the object in front of it;
 - **gap filling**: a track whose detection is missing is re-prompted with its extrapolated box
   and last logits for up to ``max_gap`` frames, so short detector misses do not drop it.
 

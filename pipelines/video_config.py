@@ -22,8 +22,8 @@ class VideoSegmentationConfig:
             mask IoU, or box IoU with the track's extrapolated box (keeps the old id).
         association_iou: minimum mask or box IoU for that match and for resolving
             provisional ids.
-        exclusive_masks: give a pixel claimed by several objects to one of them, preferring
-            the object whose previous mask covered it (see
+        exclusive_masks: give a pixel claimed by several objects to one of them: the highest
+            logit, with the object whose previous mask covered it winning near-ties (see
             :func:`~composeseg.pipelines.video_tracks.resolve_overlaps`).
         max_gap: frames a track without detection is kept alive by gap filling (0: off).
         gap_min_score: SAM's predicted IoU below which a gap-filled mask is dropped.
