@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from composeseg.crops import tight_boxes
 from composeseg.synthetic.shapes import (
     COLORS,
     KINDS,
@@ -84,13 +85,6 @@ def size_name(area: float, image_area: float) -> str:
         if frac < SIZE_THRESHOLDS[0]
         else SIZE_NAMES[1 if frac < SIZE_THRESHOLDS[1] else 2]
     )
-
-
-def mask_box_xyxy(mask: np.ndarray) -> np.ndarray:
-    """Tight ``(4,) float32`` xyxy box of a non-empty ``(H, W) bool`` mask; x2, y2 exclusive."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -395,7 +389,7 @@ def _to_instance(p: _Placed, instance_id: int, image_area: int) -> Instance:
     size = size_name(p.area, image_area)
     return Instance(
         mask=p.visible,
-        box=mask_box_xyxy(p.visible),
+        box=tight_boxes(p.visible[None])[0],
         kind=p.kind,
         color=p.color,
         size=size,

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from composeseg.crops import tight_boxes
 from composeseg.synthetic.scenes import (
     check,
     check_choices,
     check_int,
-    mask_box_xyxy,
     min_instance_pixels,
     stack_boxes,
     stack_masks,
@@ -320,7 +320,7 @@ class _Simulation:
             mask = np.zeros((h, w), dtype=bool)
             mask[rows, cols] = visible
             instances.append(
-                TrackedInstance(mask=mask, box=mask_box_xyxy(mask), track_id=m.track_id,
+                TrackedInstance(mask=mask, box=tight_boxes(mask[None])[0], track_id=m.track_id,
                                 kind=m.kind, color=m.color,
                                 category_id=KINDS.index(m.kind) + 1,
                                 visible_fraction=min(1.0, area / max(full_area, 1.0)))
