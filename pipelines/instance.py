@@ -85,7 +85,8 @@ class InstanceSegmentation:
 
     Args:
         sam: a loaded :class:`~composeseg.Sam`.
-        detector: any callable ``image -> Prompts`` (see :mod:`composeseg.adapters`).
+        detector: any callable ``image -> Prompts`` (see :mod:`composeseg.adapters`); None
+            when the prompts come from elsewhere and only :meth:`segment` is called.
         refine, multimask, mask_selection, min_mask_area: see :class:`InstanceConfig`.
 
     Calling ``pipe(image)`` returns ``supervision.Detections`` with ``mask (N, H, W) bool``,
@@ -99,14 +100,14 @@ class InstanceSegmentation:
     def __init__(
         self,
         sam: Sam,
-        detector: Detector,
+        detector: Detector | None = None,
         *,
         refine: bool = True,
         multimask: bool = False,
         mask_selection: MaskSelection = "score",
         min_mask_area: int = 0,
     ) -> None:
-        if not callable(detector) and not hasattr(detector, "detect_file"):
+        if detector is not None and not callable(detector) and not hasattr(detector, "detect_file"):
             raise TypeError(f"detector must be callable image -> Prompts, got {detector!r}")
         self.sam = sam
         self.detector = detector
@@ -123,6 +124,10 @@ class InstanceSegmentation:
 
     def detect(self, rgb: np.ndarray, path: Path | None = None) -> Prompts:
         """Run the detector on an ``(H, W, 3) uint8`` image (by path when it wants one)."""
+        if self.detector is None:
+            raise ValueError(
+                "this InstanceSegmentation has no detector: give one, or call segment(rgb, prompts)"
+            )
         detect_file = getattr(self.detector, "detect_file", None)
         if detect_file is not None and path is not None:
             prompts = detect_file(path, rgb)

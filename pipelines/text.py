@@ -200,11 +200,7 @@ class TextSegmentation:
                 raise ValueError(
                     f"the grounder's class_id must index the {len(texts)} queries, got {got}"
                 )
-            segmenter = InstanceSegmentation(
-                self.sam,
-                detector=_unused,
-                refine=self.config.refine,
-            )
+            segmenter = InstanceSegmentation(self.sam, refine=self.config.refine)
             found = segmenter.segment(rgb, prompts)
             return _Candidates(
                 found.mask, found.xyxy, found.class_id, np.asarray(found.confidence, np.float32)
@@ -301,10 +297,6 @@ def _detections(
         class_id=concept.astype(np.int64),
         data=data,
     )
-
-
-def _unused(image: Any) -> Prompts:  # pragma: no cover - segment() is given prompts
-    raise RuntimeError("TextSegmentation passes grounded prompts to SAM directly")
 
 
 def _empty_candidates(size: tuple[int, int]) -> _Candidates:

@@ -101,6 +101,14 @@ def test_bad_detector_and_options(tiny_sam, rgb_image) -> None:  # type: ignore[
         outside(rgb_image)
 
 
+def test_without_a_detector_only_segment_works(tiny_sam, rgb_image) -> None:  # type: ignore[no-untyped-def]
+    pipe = InstanceSegmentation(tiny_sam)
+    found = pipe.segment(rgb_image, detector(rgb_image))
+    assert sorted(found.data["class_name"]) == ["apple", "apple", "pear"]
+    with pytest.raises(ValueError, match=r"no detector: give one, or call segment\(rgb, prompts\)"):
+        pipe(rgb_image)
+
+
 def test_run_writes_and_resumes(tiny_sam, rgb_image, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     images = tmp_path / "images"
     images.mkdir()
