@@ -7,9 +7,15 @@ import supervision as sv
 
 
 def annotate(
-    image: np.ndarray, detections: sv.Detections, *, labels: list[str] | None = None
+    image: np.ndarray,
+    detections: sv.Detections,
+    *,
+    labels: list[str] | None = None,
+    opacity: float = 0.45,
 ) -> np.ndarray:
     """Draw masks, boxes and labels on an ``(H, W, 3) uint8`` RGB image; returns a new array.
+
+    ``opacity`` is the masks' (0: outlines only, 1: solid).
 
     Colours follow ``tracker_id`` when present, else ``class_id``, else the detection index, so
     the same object keeps its colour across frames. ``labels`` default to
@@ -26,7 +32,7 @@ def annotate(
     )
     scene = image.copy()
     if detections.mask is not None:
-        scene = sv.MaskAnnotator(opacity=0.45, color_lookup=lookup).annotate(scene, detections)
+        scene = sv.MaskAnnotator(opacity=opacity, color_lookup=lookup).annotate(scene, detections)
         scene = sv.PolygonAnnotator(thickness=1, color_lookup=lookup).annotate(scene, detections)
     else:
         scene = sv.BoxAnnotator(thickness=2, color_lookup=lookup).annotate(scene, detections)
