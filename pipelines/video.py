@@ -277,7 +277,8 @@ class VideoSegmentation:
 
         cfg, t = self.config, self._frame
         embedding = self.sam.embed(image)
-        priors = self._priors(rows, embedding)
+        use_priors = cfg.mask_prompt or cfg.exclusive_masks
+        priors = self._priors(rows, embedding) if use_priors else None
         logits, scores = self._decode(embedding, rows, priors)
         fg = logits > 0
         ids = rows.track_ids.copy()
