@@ -23,6 +23,7 @@ import numpy as np
 from composeseg.crops import tight_boxes
 from composeseg.image import ImageSource, load_image
 from composeseg.pipelines.detections import empty_detections
+from composeseg.pipelines.instance import InstanceSegmentation
 from composeseg.pipelines.mask_nms import mask_nms
 from composeseg.prompts import Prompts, text_prompts
 
@@ -143,6 +144,8 @@ class TextSegmentation:
             threshold, top_k, nms_iou, nms_containment, nms_min_area_ratio, refine, quality_weight
         )
         self._generator = generator
+        # turns the grounder's boxes into masks (used by the grounder route only)
+        self._segmenter = InstanceSegmentation(sam, refine=self.config.refine)
 
     def __repr__(self) -> str:
         route = "sam3" if self.native else ("grounder" if self.grounder else "matcher")
@@ -187,8 +190,6 @@ class TextSegmentation:
                 prediction.masks, prediction.boxes, prediction.class_id, prediction.scores
             )
         if self.grounder is not None:
-            from composeseg.pipelines.instance import InstanceSegmentation
-
             prompts = self.grounder(rgb, texts)
             if not isinstance(prompts, Prompts):
                 raise TypeError(f"the grounder returned {type(prompts).__name__}, not Prompts")
@@ -200,8 +201,7 @@ class TextSegmentation:
                 raise ValueError(
                     f"the grounder's class_id must index the {len(texts)} queries, got {got}"
                 )
-            segmenter = InstanceSegmentation(self.sam, refine=self.config.refine)
-            found = segmenter.segment(rgb, prompts)
+            found = self._segmenter.segment(rgb, prompts)
             return _Candidates(
                 found.mask, found.xyxy, found.class_id, np.asarray(found.confidence, np.float32)
             )
