@@ -86,11 +86,6 @@ def caption(color: str, kind: str, size: str, rng: np.random.Generator) -> str:
     return " ".join([str(article), *words]).strip()
 
 
-def class_index(color: str, kind: str) -> int:
-    """``(color, kind)`` -> an integer; texts and crops of one index match each other."""
-    return list(COLORS).index(color) * len(KINDS) + KINDS.index(kind)
-
-
 def caption_classes(text_words: list[str]) -> tuple[str | None, str | None]:
     """The ``(color, kind)`` a caption constrains (None where it leaves one open)."""
     words = [SYNONYMS.get(w, w) for w in text_words]

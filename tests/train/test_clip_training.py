@@ -24,7 +24,6 @@ from composeseg.train.clip_data import (
     build_tokenizer,
     caption,
     caption_classes,
-    class_index,
     generate_examples,
     vocabulary,
 )
@@ -112,11 +111,6 @@ def test_every_caption_is_known_words_naming_its_object(tokenizer) -> None:  # t
 )
 def test_caption_classes(text: str, classes: tuple[str | None, str | None]) -> None:
     assert caption_classes(text.split()) == classes
-
-
-def test_class_index_is_a_bijection() -> None:
-    indices = {class_index(c, k) for c in COLORS for k in KINDS}
-    assert indices == set(range(len(COLORS) * len(KINDS)))
 
 
 # ---------------------------------------------------------------- loss
