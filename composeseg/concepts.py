@@ -203,7 +203,8 @@ class ConceptSam:
         )
 
     def _encode_image(self, rgb: np.ndarray) -> Any:
-        # load_image may return a read-only view of a PIL image; torch.from_numpy warns on those
+        # load_image passes a caller's uint8 array through, read-only ones included; the
+        # processor's torch.from_numpy warns on those
         rgb = rgb if rgb.flags.writeable else rgb.copy()
         encoded = self.processor.image_processor(
             images=rgb, return_tensors="pt", input_data_format="channels_last"
