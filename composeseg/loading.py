@@ -19,6 +19,9 @@ DEMO_MODEL_DIR = Path(__file__).parent / "assets" / "demo_sam"
 """Where the embedded demo model lives inside the package."""
 DEMO_CLIP_DIR = Path(__file__).parent / "assets" / "demo_clip"
 """The embedded demo text model (:class:`composeseg.adapters.ClipMatcher` with no argument)."""
+DEMO_GROUNDER_DIR = Path(__file__).parent / "assets" / "demo_grounder"
+"""The embedded demo grounder, a tiny OWL-ViT (:class:`composeseg.adapters.TransformersGrounder`
+with no argument)."""
 
 # transformers ``model_type`` -> (model class name, backend module, backend class)
 _FAMILIES: dict[str, tuple[str, str, str]] = {

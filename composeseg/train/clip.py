@@ -30,7 +30,7 @@ from composeseg.train.clip_data import (
     ClipExamples,
     build_tokenizer,
     caption,
-    caption_classes,
+    describes,
     generate_examples,
 )
 
@@ -82,22 +82,6 @@ def _augment(crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < 0.5:
             out[i] = out[i][:, ::-1]
     return out
-
-
-def _targets(texts: list[str], color: np.ndarray, kind: np.ndarray) -> torch.Tensor:
-    """``(T, N) bool``: text t truly describes crop n."""
-    from composeseg.synthetic import COLORS, KINDS
-
-    rows = []
-    for text in texts:
-        want_color, want_kind = caption_classes(text.split())
-        ok = color >= 0
-        if want_color is not None:
-            ok &= color == list(COLORS).index(want_color)
-        if want_kind is not None:
-            ok &= kind == KINDS.index(want_kind)
-        rows.append(ok)
-    return torch.from_numpy(np.stack(rows))
 
 
 def contrastive_loss(
@@ -200,7 +184,7 @@ def train_clip(
             )
             for i in range(batch)
         ]
-        match = _targets(texts, color, kind)
+        match = torch.from_numpy(describes(texts, color, kind))
         tokens = tokenizer(texts, padding=True, return_tensors="pt")
         pixels = _pixels(_augment(examples.crops[pick], rng))
         image = F.normalize(_features(model.get_image_features(pixel_values=pixels)), dim=-1)

@@ -94,6 +94,26 @@ def caption_classes(text_words: list[str]) -> tuple[str | None, str | None]:
     return color, kind
 
 
+def describes(texts: list[str], color: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """``(T, N) bool``: text ``t`` truly describes object ``n``.
+
+    Args:
+        texts: captions such as "the green square" or "blue" (see :func:`caption`).
+        color, kind: ``(N,) int64`` indices into ``COLORS`` / ``KINDS``; -1 marks a negative
+            (background, part, pair) that no text describes.
+    """
+    rows = []
+    for text in texts:
+        want_color, want_kind = caption_classes(text.split())
+        ok = color >= 0
+        if want_color is not None:
+            ok &= color == list(COLORS).index(want_color)
+        if want_kind is not None:
+            ok &= kind == KINDS.index(want_kind)
+        rows.append(ok)
+    return np.stack(rows).reshape(len(texts), len(color))
+
+
 @dataclass
 class ClipExamples:
     """Crops and their labels.

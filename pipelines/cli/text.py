@@ -29,7 +29,10 @@ def register(subparsers: Any) -> None:
     route.add_argument(
         "--grounder",
         metavar="MODEL",
-        help="transformers zero-shot detector id or directory (OWLv2, Grounding DINO, ...)",
+        help=(
+            "transformers zero-shot detector id or directory (OWLv2, Grounding DINO, ...), or "
+            "'demo' (the embedded grounder, which knows the generated scenes' colours and shapes)"
+        ),
     )
     route.add_argument("--sam3", metavar="SOURCE", help="SAM 3 hub id or directory")
     route.add_argument(
@@ -41,7 +44,10 @@ def register(subparsers: Any) -> None:
     selection.add_argument("--threshold", type=float, default=None, help="minimum confidence")
     selection.add_argument("--top-k", type=int, default=None, help="masks per text at most")
     selection.add_argument(
-        "--grounder-threshold", type=float, default=0.3, help="grounder box score threshold"
+        "--grounder-threshold",
+        type=float,
+        default=None,
+        help="grounder box score threshold (default 0.3; 0.1 for the demo grounder)",
     )
     selection.add_argument(
         "--nms-iou", type=float, default=0.7, help="mask IoU above which duplicates go"
@@ -75,7 +81,9 @@ def build(args: argparse.Namespace) -> Any:
             from composeseg.adapters.grounding import TransformersGrounder
 
             grounder = TransformersGrounder(
-                args.grounder, threshold=args.grounder_threshold, device=args.device
+                None if args.grounder == "demo" else args.grounder,
+                threshold=args.grounder_threshold,
+                device=args.device,
             )
     return TextSegmentation(
         sam,

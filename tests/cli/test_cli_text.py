@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from composeseg.adapters.grounding import DEMO_GROUNDER, DEMO_GROUNDER_THRESHOLD
 from composeseg.io import rle_to_mask
-from composeseg.pipelines.cli import main
+from composeseg.pipelines.cli import build_parser, main
+from composeseg.pipelines.cli.text import build
 from composeseg.synthetic import SceneConfig, generate_scene
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))
@@ -57,6 +59,22 @@ def test_text_with_a_grounder(
     assert payload["annotations"], capsys.readouterr().out
     assert {a["category_id"] for a in payload["annotations"]} <= {0, 1}
     assert {a["class_name"] for a in payload["annotations"]} <= {"cat", "dog"}
+
+
+def test_text_with_the_demo_grounder(tmp_path: Path) -> None:
+    # --grounder demo: the embedded grounder at its own threshold, offline; its quality is
+    # measured in tests/quality/test_demo_grounder_quality.py.
+    texts = ["the yellow ring", "the black ellipse", "the magenta rectangle"]
+    out = tmp_path / "out"
+    argv = ["text", str(EXAMPLE), *texts, "--grounder", "demo", "--top-k", "1"]
+    assert main([*argv, "-o", str(out), "--device", "cpu"]) == 0
+    payload = json.loads((out / "predictions.json").read_text())
+    names = [a["class_name"] for a in payload["annotations"]]
+    assert len(names) == len(set(names)) and set(names) <= set(texts)
+    assert all(a["category_id"] == texts.index(a["class_name"]) for a in payload["annotations"])
+    pipe = build(build_parser().parse_args([*argv, "-o", str(out), "--device", "cpu"]))
+    assert pipe.grounder.name == DEMO_GROUNDER
+    assert pipe.grounder.threshold == DEMO_GROUNDER_THRESHOLD
 
 
 def test_text_refuses_two_routes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
