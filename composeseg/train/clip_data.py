@@ -111,7 +111,7 @@ def describes(texts: list[str], color: np.ndarray, kind: np.ndarray) -> np.ndarr
         if want_kind is not None:
             ok &= kind == KINDS.index(want_kind)
         rows.append(ok)
-    return np.stack(rows).reshape(len(texts), len(color))
+    return np.stack(rows) if rows else np.zeros((0, len(color)), bool)
 
 
 @dataclass
