@@ -12,7 +12,6 @@ are extra wrong answers on the text side. Everything random comes from ``--seed`
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -33,6 +32,7 @@ from composeseg.train.clip_data import (
     describes,
     generate_examples,
 )
+from composeseg.train.script import script_main
 
 CROP_SIZE = 64
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -223,26 +223,16 @@ def _name(index: np.int64, field: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--scenes", type=int, default=3000)
-    parser.add_argument("--batch", type=int, default=160)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    metrics = train_clip(
-        args.output,
-        steps=args.steps,
-        scenes=args.scenes,
-        batch=args.batch,
-        lr=args.lr,
-        seed=args.seed,
+    return script_main(
+        argv,
+        __doc__.split("\n\n")[0],
+        train_clip,
+        steps=3000,
+        scenes=3000,
+        batch=160,
+        lr=1e-3,
+        seed=0,
     )
-    print(json.dumps(metrics))
-    return 0
 
 
 if __name__ == "__main__":

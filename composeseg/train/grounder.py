@@ -21,7 +21,6 @@ The output directory holds the model, the demo word-level tokenizer and an ``Owl
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -36,6 +35,7 @@ from torchvision.ops import box_convert, box_iou, generalized_box_iou, sigmoid_f
 from composeseg.synthetic import COLORS, KINDS, SceneConfig, generate_scene
 from composeseg.train.clip import CLIP_MEAN, CLIP_STD
 from composeseg.train.clip_data import MAX_TEXT_TOKENS, build_tokenizer, caption, describes
+from composeseg.train.script import script_main
 
 INPUT_SIZE = 256
 GROUNDER_SEED_BASE = 600_000_000
@@ -313,24 +313,9 @@ def train_grounder(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    metrics = train_grounder(
-        args.output,
-        steps=args.steps,
-        batch=args.batch,
-        lr=args.lr,
-        seed=args.seed,
+    return script_main(
+        argv, __doc__.split("\n\n")[0], train_grounder, steps=3000, batch=16, lr=5e-4, seed=0
     )
-    print(json.dumps(metrics))
-    return 0
 
 
 if __name__ == "__main__":

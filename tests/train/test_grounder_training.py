@@ -123,3 +123,24 @@ def test_train_a_few_steps_and_load_with_the_grounder(tmp_path: Path) -> None:
     )
     assert found.class_id is not None and set(found.class_id.tolist()) <= {0, 1}
     assert found.boxes.shape[1] == 4 and len(found) > 0
+
+
+def test_training_scripts_share_one_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from composeseg.train.script import script_main
+
+    calls = []
+
+    def train(output: Path, **options: float) -> dict[str, float]:
+        calls.append((output, options, torch.get_num_threads()))
+        return {"loss": 0.5}
+
+    before = torch.get_num_threads()
+    argv = ["-o", str(tmp_path), "--lr", "2.5e-4", "--threads", "1"]
+    try:
+        assert script_main(argv, "test", train, steps=10, lr=1e-3) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert calls == [(tmp_path, {"steps": 10, "lr": 2.5e-4}, 1)]
+    assert json.loads(capsys.readouterr().out) == {"loss": 0.5}
