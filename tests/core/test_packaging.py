@@ -58,6 +58,9 @@ def test_wheel_installs_subpackages_under_composeseg(tmp_path: Path) -> None:
     assert "composeseg/adapters/__init__.py" in names
     assert "composeseg/pipelines/cli/__init__.py" in names
     assert not any(n.startswith(("adapters/", "pipelines/")) for n in names)
+    for model in ("demo_sam", "demo_clip", "demo_grounder"):  # the embedded models ship
+        assert f"composeseg/assets/{model}/config.json" in names
+        assert f"composeseg/assets/{model}/model.safetensors" in names
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     code = "import composeseg.adapters, composeseg.pipelines.cli as c; print(c.__file__)"
