@@ -20,6 +20,15 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
+def build_point_grid(n_per_side: int) -> np.ndarray:
+    """``(n*n, 2) float64`` xy points evenly spaced in [0, 1]^2, cell centres, row-major."""
+    offset = 1 / (2 * n_per_side)
+    side = np.linspace(offset, 1 - offset, n_per_side)
+    xs = np.tile(side[None, :], (n_per_side, 1))
+    ys = np.tile(side[:, None], (1, n_per_side))
+    return np.stack([xs, ys], axis=-1).reshape(-1, 2)
+
+
 def resized_shape(original_size: tuple[int, int], target: int, mode: ResizeMode) -> tuple[int, int]:
     """``(h, w)`` of the image inside the ``target`` x ``target`` model frame.
 

@@ -14,17 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from composeseg.transforms import build_point_grid
+
 Rle = dict[str, Any]
 """A COCO RLE as pycocotools returns it: ``{"size": [H, W], "counts": bytes}``."""
-
-
-def build_point_grid(n_per_side: int) -> np.ndarray:
-    """``(n*n, 2) float64`` xy points evenly spaced in [0, 1]^2, cell centres, row-major."""
-    offset = 1 / (2 * n_per_side)
-    side = np.linspace(offset, 1 - offset, n_per_side)
-    xs = np.tile(side[None, :], (n_per_side, 1))
-    ys = np.tile(side[:, None], (1, n_per_side))
-    return np.stack([xs, ys], axis=-1).reshape(-1, 2)
 
 
 def build_all_layer_point_grids(

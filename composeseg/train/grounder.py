@@ -36,6 +36,7 @@ from composeseg.synthetic import COLORS, KINDS, SceneConfig, generate_scene
 from composeseg.train.clip import CLIP_MEAN, CLIP_STD
 from composeseg.train.clip_data import MAX_TEXT_TOKENS, build_tokenizer, caption, describes
 from composeseg.train.script import script_main
+from composeseg.transforms import build_point_grid
 
 INPUT_SIZE = 256
 GROUNDER_SEED_BASE = 600_000_000
@@ -178,7 +179,7 @@ def detection_loss(
     class_target = torch.zeros_like(logits)
     matched: list[tuple[torch.Tensor, torch.Tensor]] = []
     dense: list[tuple[torch.Tensor, torch.Tensor]] = []
-    centres = _patch_centres(boxes.shape[1])
+    centres = build_point_grid(math.isqrt(boxes.shape[1]))  # patch centres, row-major
     for b, scene in enumerate(scenes):
         if not scene.instances:
             continue
@@ -187,7 +188,7 @@ def detection_loss(
         class_target[b, rows] = truth[:, cols].T.float()
         matched.append((boxes[b, rows], gt_boxes[cols]))
         size = np.array([scene.width, scene.height])
-        x, y = (centres.numpy() * size).astype(int).T
+        x, y = (centres * size).astype(int).T
         owner = torch.from_numpy(scene.label_map()[y, x].astype(np.int64)) - 1  # -1: background
         on = owner >= 0
         dense.append((boxes[b, on], gt_boxes[owner[on]]))
@@ -210,14 +211,6 @@ def _box_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         box_convert(pred, "cxcywh", "xyxy"), box_convert(gt, "cxcywh", "xyxy")
     ).diagonal()
     return COST_WEIGHTS["l1"] * l1 + COST_WEIGHTS["giou"] * (1 - giou).sum()
-
-
-def _patch_centres(patches: int) -> torch.Tensor:
-    """``(P, 2)`` normalised xy centres of a square, row-major grid of ``patches`` patches."""
-    side = math.isqrt(patches)
-    ticks = (torch.arange(side, dtype=torch.float32) + 0.5) / side
-    yy, xx = torch.meshgrid(ticks, ticks, indexing="ij")
-    return torch.stack([xx.flatten(), yy.flatten()], dim=1)
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from composeseg.adapters import TransformersGrounder
 from composeseg.synthetic import SceneConfig, generate_scene
 from composeseg.train import grounder
 from composeseg.train.clip_data import build_tokenizer, describes
+from composeseg.transforms import build_point_grid
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_detection_loss_prefers_the_right_boxes_and_scores() -> None:
     logits = torch.full((1, patches, len(texts)), -6.0)
     wrong = grounder.detection_loss(logits, boxes, [scene], texts)
     # right: every patch on an object frames it, one patch per object scores its queries
-    centres = grounder._patch_centres(patches).numpy() * [scene.width, scene.height]
+    centres = build_point_grid(8) * [scene.width, scene.height]
     owner = scene.label_map()[centres[:, 1].astype(int), centres[:, 0].astype(int)] - 1
     good_boxes, good_logits = boxes.clone(), logits.clone()
     free = iter(np.flatnonzero(owner < 0))
@@ -90,10 +91,10 @@ def test_detection_loss_prefers_the_right_boxes_and_scores() -> None:
     assert boxes.grad is not None and boxes.grad.abs().sum() > 0
 
 
-def test_patch_centres_are_row_major() -> None:
-    centres = grounder._patch_centres(4)
-    torch.testing.assert_close(
-        centres, torch.tensor([[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])
+def test_point_grid_is_cell_centres_row_major() -> None:
+    # the grounder reads it as its patches' centres, AMG as its prompt points
+    np.testing.assert_allclose(
+        build_point_grid(2), [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]]
     )
 
 
