@@ -114,13 +114,11 @@ class UltralyticsDetector:
     ) -> None:
         # ultralytics makes DNS look-ups on import unless told it is offline; respect a choice
         os.environ.setdefault("YOLO_OFFLINE", "1")
-        try:
-            from ultralytics import YOLO
-        except ImportError:
-            raise ImportError(
-                "UltralyticsDetector needs ultralytics: pip install 'composeseg[ultralytics]' "
-                "(AGPL-3.0 licensed)"
-            ) from None
+        from composeseg.extras import require
+
+        YOLO = require(
+            "ultralytics", extra="ultralytics", purpose="UltralyticsDetector (AGPL-3.0 licensed)"
+        ).YOLO
         if isinstance(weights, (str, os.PathLike)):
             path = Path(weights)
             if path.suffix in (".pt", ".onnx", ".engine") and not path.exists():

@@ -346,9 +346,10 @@ def _sam3_classes() -> tuple[Any, Any]:
     processor_class = getattr(transformers, "Sam3Processor", None)
     if model_class is None or processor_class is None:
         version = getattr(transformers, "__version__", "unknown")
-        raise ImportError(
-            f"SAM 3 needs transformers>={MIN_TRANSFORMERS} (installed: {version}); "
-            "install it with: pip install 'composeseg[sam3]'"
+        from composeseg.extras import MissingExtraError
+
+        raise MissingExtraError(
+            "SAM 3", f"transformers>={MIN_TRANSFORMERS} (installed: {version})", "sam3"
         )
     return model_class, processor_class
 

@@ -245,6 +245,30 @@ def _unwrap(obj: Any, path: str) -> Mapping[str, torch.Tensor]:
     )
 
 
+_FOREIGN_SIGNATURES = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"RIFF": "a RIFF (WebP / WAV / AVI) file",
+    b"%PDF": "a PDF document",
+    b"{": "a JSON or text file",
+}
+
+
+def _check_checkpoint_signature(path: str) -> None:
+    """Say what a file is when it plainly is not a checkpoint: torch's own error for, say, a
+    PNG asks the user to file a bug report. Unknown contents are left to ``torch.load``."""
+    with open(path, "rb") as file:
+        head = file.read(8)
+    kind = next((k for magic, k in _FOREIGN_SIGNATURES.items() if head.startswith(magic)), None)
+    if head and kind is None:
+        return
+    raise ValueError(
+        f"{path} is not a PyTorch checkpoint (a SAM .pth file is a zip archive or a pickle); "
+        f"this file is {kind or 'empty'}"
+    )
+
+
 def load_meta_sam_checkpoint(
     path: str | os.PathLike[str],
     *,
@@ -273,12 +297,15 @@ def load_meta_sam_checkpoint(
         raise FileNotFoundError(f"SAM checkpoint not found: {path_str}")
     if os.path.isdir(path_str):
         raise ValueError(f"SAM checkpoint path is a directory, expected a .pth file: {path_str}")
+    _check_checkpoint_signature(path_str)
     try:
         obj = torch.load(path_str, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt / foreign files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ValueError(
             f"cannot read {path_str} as a torch checkpoint with "
-            f"torch.load(map_location='cpu', weights_only=True): {type(exc).__name__}: {exc}"
+            f"torch.load(map_location='cpu', weights_only=True): {type(exc).__name__}: "
+            f"{first_line}"
         ) from exc
     state_dict = _unwrap(obj, path_str)
     try:

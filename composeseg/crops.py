@@ -9,7 +9,6 @@ demo text model's trainer, so training and inference see the same crops.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 DEFAULT_FILL = (124, 116, 104)
@@ -78,8 +77,7 @@ def mask_crops(
         if not mask.any():
             out[i] = fill_pixel
             continue
-        source = np.where(mask[..., None], image, fill_pixel) if blank_background else image
-        out[i] = _resample(source, square, size, fill)
+        out[i] = _resample(image, mask if blank_background else None, square, size, fill)
     return out
 
 
@@ -104,33 +102,74 @@ def tight_boxes(masks: np.ndarray) -> np.ndarray:
 
 
 def _resample(
-    source: np.ndarray, square: np.ndarray, size: int, fill: tuple[int, int, int]
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    square: np.ndarray,
+    size: int,
+    fill: tuple[int, int, int],
 ) -> np.ndarray:
-    x0, y0, x1 = (float(v) for v in square[:3])
+    """``size`` x ``size`` bilinear view of ``square`` (xyxy, may leave the image) in ``image``,
+    pixels outside ``mask`` (when given) replaced by ``fill``.
+
+    Plain numpy with round-half-up, so crops are the same whatever imaging library is installed
+    (OpenCV 4 and 5 round their fixed-point warps differently).
+    """
+    x0, y0, x1, y1 = (float(v) for v in square)
     scale = size / max(x1 - x0, 1e-6)
-    sx = sy = 1.0
-    if scale < 0.5:
-        # Area-average down to about twice the output first: a bilinear warp alone would
-        # alias stripes and checks into colours the object does not have.
-        h, w = source.shape[:2]
-        factor = int(0.5 / scale)
-        small = (max(1, w // factor), max(1, h // factor))
-        source = cv2.resize(source, small, interpolation=cv2.INTER_AREA)
-        sx, sy = w / small[0], h / small[1]
-    # Pixel centres sit at index + 0.5: without the half-pixel terms an upscaled crop shifts
-    # by (scale - 1) / 2 output pixels towards the top left.
-    matrix = np.array(
-        [
-            [scale * sx, 0, scale * (0.5 * sx - x0) - 0.5],
-            [0, scale * sy, scale * (0.5 * sy - y0) - 0.5],
-        ],
-        np.float32,
-    )
-    return cv2.warpAffine(
-        source,
-        matrix,
-        (size, size),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=tuple(int(v) for v in fill),
-    )
+    # Area-average down to about twice the output first: a bilinear warp alone would alias
+    # stripes and checks into colours the object does not have. Blocks sit on a grid anchored
+    # at the image origin, so a crop does not depend on where the window starts.
+    block = int(0.5 / scale) if scale < 0.5 else 1
+    # The source window the samples read, with one block of margin, in whole blocks.
+    wx0 = (int(np.floor(x0)) // block - 1) * block
+    wy0 = (int(np.floor(y0)) // block - 1) * block
+    wx1 = (int(np.ceil(x1)) // block + 2) * block
+    wy1 = (int(np.ceil(y1)) // block + 2) * block
+    fill_pixel = np.asarray(fill, np.uint8)
+    window = _window(image, (wx0, wy0, wx1, wy1), fill_pixel)
+    if mask is not None:  # blank only the window: the crop never reads further
+        keep = _window(mask, (wx0, wy0, wx1, wy1), np.zeros((), bool))
+        window = np.where(keep[..., None], window, fill_pixel)
+    window = window.astype(np.float32)
+    if block > 1:
+        h, w = window.shape[0] // block, window.shape[1] // block
+        window = window.reshape(h, block, w, block, 3).mean(axis=(1, 3))
+    # Output pixel u samples the square at x0 + (u + 0.5) / scale (pixel centres at index + 0.5),
+    # which is position (x - wx0) / block - 0.5 in the window's (block) pixels.
+    centres = (np.arange(size, dtype=np.float64) + 0.5) / scale
+    columns = _taps((x0 + centres - wx0) / block - 0.5, window.shape[1])
+    rows = _taps((y0 + centres - wy0) / block - 0.5, window.shape[0])
+    horizontal = _lerp(window, *columns, axis=1)
+    out = _lerp(horizontal, *rows, axis=0)
+    return np.floor(np.clip(out, 0, 255) + 0.5).astype(np.uint8)
+
+
+def _window(array: np.ndarray, bounds: tuple[int, int, int, int], fill: np.ndarray) -> np.ndarray:
+    """``array[y0:y1, x0:x1]`` for xyxy bounds that may reach outside it, outside = ``fill``."""
+    x0, y0, x1, y1 = bounds
+    h, w = array.shape[:2]
+    out = np.empty((y1 - y0, x1 - x0, *array.shape[2:]), array.dtype)
+    out[:] = fill
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if cx0 < cx1 and cy0 < cy1:
+        out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = array[cy0:cy1, cx0:cx1]
+    return out
+
+
+def _taps(position: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left neighbour, right neighbour and right weight of each sample position."""
+    left = np.floor(position)
+    weight = (position - left).astype(np.float32)
+    left_index = np.clip(left.astype(np.int64), 0, length - 1)
+    return left_index, np.minimum(left_index + 1, length - 1), weight
+
+
+def _lerp(
+    values: np.ndarray, left: np.ndarray, right: np.ndarray, weight: np.ndarray, axis: int
+) -> np.ndarray:
+    shape = [1] * values.ndim
+    shape[axis] = len(weight)
+    w = weight.reshape(shape)
+    a = np.take(values, left, axis=axis)
+    b = np.take(values, right, axis=axis)
+    return a + (b - a) * w

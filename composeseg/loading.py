@@ -134,7 +134,7 @@ def _load_model(source: str | os.PathLike | None) -> tuple[Any, str]:
         return _from_checkpoint_file(path), text
     if _looks_like_path(text):
         raise FileNotFoundError(f"model source {text!r} is not an existing file or directory")
-    return _from_hub(KNOWN_MODELS.get(text, text)), text
+    return _from_hub(KNOWN_MODELS.get(text, text), text), text
 
 
 def _looks_like_path(text: str) -> bool:
@@ -203,18 +203,60 @@ def _from_checkpoint_file(path: Path) -> Any:
     return load_meta_sam_checkpoint(path)
 
 
-def _from_hub(repo_id: str) -> Any:
-    try:
-        from transformers import AutoConfig
+def _from_hub(repo_id: str, name: str) -> Any:
+    """``from_pretrained`` from the cache, or from the hub when it answers.
 
-        config = AutoConfig.from_pretrained(repo_id)
+    Without a network the hub client retries for half a minute before giving up; a cache miss
+    with the hub unreachable fails at once instead, and a near-miss of a known short name says
+    which one was probably meant.
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+    from transformers import AutoConfig
+
+    cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    offline = bool(constants.HF_HUB_OFFLINE)
+    if not offline and not cached:
+        unreachable = _hub_unreachable(constants.ENDPOINT)
+        if unreachable:
+            raise ValueError(
+                f"{name!r} is not a local file or directory, not in the hub cache "
+                f"({constants.HF_HUB_CACHE}), and the hub is unreachable ({unreachable})"
+                f"{_did_you_mean(name)}"
+            )
+    local = {"local_files_only": True} if offline else {}
+    try:
+        config = AutoConfig.from_pretrained(repo_id, **local)
     except (OSError, ValueError) as error:
         raise ValueError(
-            f"{repo_id!r} is not a local file or directory, and loading it as a hub id failed "
-            f"(no network, or no such repository?): {error}"
+            f"{name!r} is not a local file or directory, and loading it as a hub id failed "
+            f"(no network, or no such repository?){_did_you_mean(name)}: {error}"
         ) from error
     model_class = _model_class(config.model_type, repo_id)
-    return model_class.from_pretrained(repo_id)
+    return model_class.from_pretrained(repo_id, **local)
+
+
+def _hub_unreachable(endpoint: str, timeout: float = 3.0) -> str | None:
+    """Why a TCP connection to the hub failed, or None when it opened (or a proxy decides)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # only the proxy knows; let the hub client try
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return None
+    except OSError as error:
+        return f"{url.hostname}:{port}: {error}"
+
+
+def _did_you_mean(name: str) -> str:
+    import difflib
+
+    known = [*KNOWN_MODELS, *KNOWN_MODELS.values()]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+    return f"; did you mean {close[0]!r}?" if close and close[0] != name else ""
 
 
 def _backend_for(model: Any) -> Backend:

@@ -171,6 +171,8 @@ class AutomaticMaskGenerator:
             output=output,
         )
         self.progress = progress
+        self.progress_label = "segment everything"
+        """The progress bar's label; pipelines built on this generator name themselves."""
         self._grids = self.config.grids()
         if min_mask_region_area > 0:
             import cv2  # noqa: F401  (fail now, not after minutes of decoding)
@@ -221,9 +223,9 @@ class AutomaticMaskGenerator:
     def _bar(self, total: int) -> Any:
         if not self.progress:
             return None
-        from tqdm.auto import tqdm
+        from composeseg.progress import progress
 
-        return tqdm(total=total, desc="segment everything", unit="batch")
+        return progress(total=total, desc=self.progress_label, unit="batch")
 
     def _process_crop(
         self,

@@ -30,18 +30,10 @@ _SLICE_BYTES = 64 * 2**20
 
 
 def require_pyedgeeval() -> Any:
-    """Import ``pyEdgeEval`` or fail naming the extra that installs it."""
-    import contextlib
-    import io
+    """Import ``pyEdgeEval.preprocess`` or fail naming the extra that installs it."""
+    from composeseg.extras import require
 
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints a SciPy .mat notice
-            from pyEdgeEval import preprocess
-    except ImportError as error:
-        raise ImportError(
-            "edge NMS and edge evaluation need pyEdgeEval: pip install 'composeseg[edges]'"
-        ) from error
-    return preprocess
+    return require("pyEdgeEval.preprocess", extra="edges", purpose="edge NMS", package="pyEdgeEval")
 
 
 @dataclass(frozen=True)
@@ -101,6 +93,7 @@ class EdgeDetection:
             box_nms_thresh=box_nms_thresh,
             progress=progress,
         )
+        self.generator.progress_label = "edges"
 
     def __call__(self, image: ImageSource) -> np.ndarray:
         """Edge strength of ``image`` (path, PIL or ``(H, W, 3) uint8``).

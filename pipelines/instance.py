@@ -238,16 +238,17 @@ class InstanceSegmentation:
                 ``<write_to>/<stem>.json`` (COCO-style, RLE masks; see
                 :mod:`composeseg.pipelines.export`), and images whose file already exists are
                 read back instead of recomputed, so an interrupted run resumes.
-            progress: show a tqdm progress bar.
+            progress: show a progress bar (images/s, ETA).
         """
-        from tqdm.auto import tqdm
-
         from composeseg.pipelines.export import read_image_result, write_image_result
 
         sources = list_images(images) if isinstance(images, (str, os.PathLike)) else images
         total = len(sources) if isinstance(sources, Sized) else None
         out_dir = Path(write_to) if write_to is not None else None
-        for i, source in enumerate(tqdm(sources, total=total, disable=not progress, unit="img")):
+        from composeseg.progress import progress as bar
+
+        bar_sources = bar(sources, total=total, desc="segment", unit="img", enabled=progress)
+        for i, source in enumerate(bar_sources):
             path = Path(source) if isinstance(source, (str, os.PathLike)) else None
             name = path.name if path is not None else f"image_{i:06d}"
             target = out_dir / f"{Path(name).stem}.json" if out_dir is not None else None

@@ -92,6 +92,7 @@ class ObjectProposals:
             output=output,
             progress=progress,
         )
+        self.generator.progress_label = "proposals"
 
     def __call__(self, image: ImageSource) -> sv.Detections:
         """Proposals for ``image``, best first.

@@ -88,10 +88,24 @@ def probe(source: VideoSource) -> VideoInfo:
     try:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
-        count = int(stream.frames) or None
+        count = int(stream.frames) or _estimated_count(container, stream, rate)
         return VideoInfo(float(rate) if rate else None, (stream.height, stream.width), count)
     finally:
         container.close()
+
+
+def _estimated_count(container: Any, stream: Any, rate: Any) -> int | None:
+    """Frames from duration x rate, for containers that do not store a count (some MP4s,
+    WebM): enough for a progress bar's ETA."""
+    if not rate:
+        return None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / 1_000_000  # av.time_base: microseconds
+    else:
+        return None
+    return max(1, round(seconds * float(rate)))
 
 
 def read_frames(source: VideoSource, *, fps: float | None = None) -> Iterator[Frame]:
@@ -126,7 +140,9 @@ def read_frames(source: VideoSource, *, fps: float | None = None) -> Iterator[Fr
 
 
 def _open_container(path: Path) -> Any:
-    import av
+    from composeseg.extras import require
+
+    av = require("av", extra="video", purpose="reading video files")
 
     if not path.exists():
         raise FileNotFoundError(f"video not found: {path}")
@@ -141,9 +157,9 @@ def _open_container(path: Path) -> Any:
 
 
 def _read_file(path: Path) -> Iterator[Frame]:
-    import av
-
     container = _open_container(path)  # fails here, before the first next(), if not a video
+    import av  # present: _open_container checked
+
     return _decode_file(container, path, av)
 
 
@@ -229,7 +245,7 @@ def _read_iterable(frames: Iterable[Any], fps: float | None) -> Iterator[Frame]:
 
 
 def progress(frames: Iterable[Frame], *, total: int | None = None, enabled: bool = True) -> Any:
-    """Wrap frames in a tqdm bar counting frames and showing frames/s."""
-    from tqdm.auto import tqdm
+    """Wrap frames in a progress bar counting frames and showing frames/s (ETA with a total)."""
+    from composeseg.progress import progress as bar
 
-    return tqdm(frames, total=total, disable=not enabled, unit="frame", dynamic_ncols=True)
+    return bar(frames, total=total, desc="track", unit="frame", enabled=enabled)

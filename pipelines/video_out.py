@@ -39,8 +39,9 @@ class VideoWriter:
     def __init__(
         self, path: str | os.PathLike, fps: float, *, codec: str | None = None, crf: int = 23
     ) -> None:
-        import av
+        from composeseg.extras import require
 
+        av = require("av", extra="video", purpose="writing MP4 video")
         if not fps or fps <= 0 or not np.isfinite(fps):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
         self.path = Path(path)

@@ -52,12 +52,9 @@ def make_tracker(
     }
     if key not in classes:
         raise ValueError(f"unknown tracker {name!r}; expected one of {TRACKERS}")
-    try:
-        import trackers
-    except ImportError:
-        raise ImportError(
-            "video tracking needs the trackers package: pip install 'composeseg[video]'"
-        ) from None
+    from composeseg.extras import require
+
+    trackers = require("trackers", extra="video", purpose="video tracking")
     tracker_class = getattr(trackers, classes[key])
     return tracker_class(
         lost_track_buffer=lost_track_buffer,

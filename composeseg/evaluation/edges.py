@@ -66,17 +66,15 @@ class EdgeMetrics:
 
 
 def _require() -> Any:
-    import contextlib
-    import io
+    from composeseg.extras import require
 
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints a SciPy .mat notice
-            from pyEdgeEval.common.binary_label import evaluate_boundaries
-        return evaluate_boundaries
-    except ImportError as error:
-        raise ImportError(
-            "edge evaluation needs pyEdgeEval (the BSDS matcher): pip install 'composeseg[edges]'"
-        ) from error
+    module = require(
+        "pyEdgeEval.common.binary_label",
+        extra="edges",
+        purpose="edge evaluation (the BSDS matcher)",
+        package="pyEdgeEval",
+    )
+    return module.evaluate_boundaries
 
 
 def image_counts(

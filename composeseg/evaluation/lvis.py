@@ -130,14 +130,14 @@ def resolve_protocol(protocol: str, gt_data: Mapping[str, Any]) -> str:
 
 
 def _require() -> Any:
-    try:
-        import faster_coco_eval
-    except ImportError as error:
-        raise ImportError(
-            "LVIS evaluation needs faster-coco-eval: pip install 'composeseg[lvis]' "
-            "(or score with protocol='coco')"
-        ) from error
-    return faster_coco_eval
+    from composeseg.extras import require
+
+    return require(
+        "faster_coco_eval",
+        extra="lvis",
+        purpose="LVIS evaluation (or score with protocol='coco')",
+        package="faster-coco-eval",
+    )
 
 
 def cap_per_image(

@@ -164,6 +164,8 @@ def point_prompt_miou(
     samples: Iterable[tuple[np.ndarray, np.ndarray]],
     *,
     interactive_points: int = 3,
+    progress: bool = False,
+    total: int | None = None,
 ) -> PointPromptMetrics:
     """Mean IoU of ``sam`` over every instance of ``samples`` under each protocol.
 
@@ -173,13 +175,17 @@ def point_prompt_miou(
             :func:`coco_instances` or :func:`scene_instances`. Images without instances and
             empty masks are skipped.
         interactive_points: clicks of the interactive protocol (the paper reports 1 to 9).
+        progress: show a progress bar over images.
+        total: number of samples, for the bar's ETA when ``samples`` has no length.
 
     Raises:
         ValueError: no instance to evaluate.
     """
+    from composeseg.progress import progress as bar
+
     collected: dict[str, list[np.ndarray]] = {}
     images = 0
-    for image, masks in samples:
+    for image, masks in bar(samples, total=total, desc="eval points", unit="img", enabled=progress):
         masks = np.asarray(masks, bool)
         masks = masks[masks.reshape(len(masks), -1).any(1)] if len(masks) else masks
         if not len(masks):

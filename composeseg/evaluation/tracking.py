@@ -87,12 +87,9 @@ class TrackingEvaluator:
     def __init__(self, *, threshold: float = 0.5, use_masks: bool = True) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-        try:
-            import trackers.eval  # noqa: F401
-        except ImportError:
-            raise ImportError(
-                "tracking metrics need the trackers package: pip install 'composeseg[video]'"
-            ) from None
+        from composeseg.extras import require
+
+        require("trackers.eval", extra="video", purpose="tracking metrics", package="trackers")
         self.threshold = threshold
         self.use_masks = use_masks
         self._gt_ids: list[np.ndarray] = []

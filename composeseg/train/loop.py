@@ -289,9 +289,11 @@ def train(
 def _progress(start: int, total: int, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from composeseg.progress import progress
 
-    return tqdm(initial=start, total=total, desc="train", mininterval=5.0, dynamic_ncols=True)
+    bar = progress(total=total, desc="train", unit="step")
+    bar.update(start)  # a resumed run starts where it stopped
+    return bar
 
 
 def _save_checkpoint(

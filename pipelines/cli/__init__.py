@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 
@@ -37,16 +38,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NUMBER_LIST_OPTIONS = ("--box", "--point")
+"""Options whose value is a comma-separated list of numbers, negative ones included."""
+
+_NUMBER_LIST = re.compile(r"-[0-9.][0-9.,eE+-]*")
+
+
+def attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--box -5,0,100,100`` -> ``--box=-5,0,100,100``.
+
+    argparse reads a value that starts with "-" as an option unless it is one plain number, so
+    a box or point partly left of or above the image could not be typed; the ``=`` form is
+    unambiguous.
+    """
+    out: list[str] = []
+    tokens = list(argv)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        following = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if token in NUMBER_LIST_OPTIONS and _NUMBER_LIST.fullmatch(following):
+            out.append(f"{token}={following}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``composeseg`` script; returns the exit status."""
+    from composeseg.extras import MissingExtraError
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attach_negative_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, MissingExtraError) as error:
         print(f"composeseg {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -6,14 +6,23 @@ import argparse
 from typing import Any
 
 
-def add_detector_options(parser: argparse.ArgumentParser, *, multimask: bool = True) -> None:
+def add_detector_options(
+    parser: argparse.ArgumentParser, *, multimask: bool = True, results_dataset: str | None = None
+) -> None:
     """Add --detector, --classes, --threshold, --top-k, --box-padding, --no-refine and (unless
-    the command has its own) --multimask."""
+    the command has its own) --multimask. ``results_dataset`` names the option that gives the
+    COCO dataset a results-list detector refers to; without it, results lists are not offered.
+    """
+    results = (
+        f"; a COCO results list: its boxes, on the images of {results_dataset}"
+        if results_dataset
+        else ""
+    )
     parser.add_argument(
         "--detector",
         metavar="SPEC",
         help="ultralytics weights (.pt/.yaml), a transformers model id or directory, or a COCO "
-        "JSON (dataset: its boxes as oracle prompts; results list: with --dataset)",
+        f"JSON (a dataset: its boxes as oracle prompts{results})",
     )
     parser.add_argument(
         "--classes",

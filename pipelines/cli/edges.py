@@ -10,8 +10,19 @@ from composeseg.pipelines.cli.common import add_model_options, load_model
 
 
 def add_edge_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--points-per-side", type=int, default=16, metavar="N")
-    parser.add_argument("--box-nms-thresh", type=float, default=0.7)
+    parser.add_argument(
+        "--points-per-side",
+        type=int,
+        default=16,
+        metavar="N",
+        help="prompt points: an N x N grid over the image (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--box-nms-thresh",
+        type=float,
+        default=0.7,
+        help="box IoU above which a weaker mask is dropped (default: %(default)s)",
+    )
     parser.add_argument("--no-nms", action="store_true", help="skip edge NMS and thinning")
 
 

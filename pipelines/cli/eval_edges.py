@@ -56,18 +56,18 @@ def pair_files(gt_dir: Path, image_dir: Path) -> list[tuple[Path, list[Path]]]:
 
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
-    from tqdm.auto import tqdm
 
     from composeseg.evaluation.edges import edge_f_measure
     from composeseg.image import load_image
     from composeseg.io import write_json
+    from composeseg.progress import progress
 
     pairs = pair_files(args.gt, args.images)
     if args.max_images:
         pairs = pairs[: args.max_images]
     detector = _detector(args)
     edges, truths = [], []
-    for image_path, gt_paths in tqdm(pairs, desc=f"edges ({args.method})", unit="image"):
+    for image_path, gt_paths in progress(pairs, desc=f"edges ({args.method})", unit="img"):
         edges.append(detector(load_image(image_path)))
         truths.append([np.asarray(Image.open(p).convert("L")) > 0 for p in gt_paths])
     metrics = edge_f_measure(edges, truths, thresholds=args.thresholds)

@@ -25,7 +25,7 @@ def register(eval_subparsers: Any) -> None:
     parser.add_argument("--gt", type=Path, required=True, metavar="COCO.json")
     parser.add_argument("--images", type=Path, default=None, metavar="DIR")
     parser.add_argument("--detections", type=Path, metavar="DETS.json", help="masks to score")
-    add_detector_options(parser)
+    add_detector_options(parser, results_dataset="--gt")
     parser.add_argument("--iou-type", choices=("segm", "bbox"), default="segm")
     parser.add_argument(
         "--protocol",

@@ -49,12 +49,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--gt and --images go together")
     if args.synthetic < 0:
         raise ValueError(f"--synthetic must be >= 0, got {args.synthetic}")
-    samples = (
-        scene_instances(range(EVALUATION_SEED_START, EVALUATION_SEED_START + args.synthetic))
-        if args.synthetic
-        else coco_instances(args.gt, args.images, max_images=args.max_images)
+    total = None
+    if args.synthetic:
+        samples = scene_instances(
+            range(EVALUATION_SEED_START, EVALUATION_SEED_START + args.synthetic)
+        )
+        total = args.synthetic
+    else:
+        samples = coco_instances(args.gt, args.images, max_images=args.max_images)
+    metrics = point_prompt_miou(
+        load_model(args), samples, interactive_points=args.points, progress=True, total=total
     )
-    metrics = point_prompt_miou(load_model(args), samples, interactive_points=args.points)
     payload = metrics.as_dict()
     print(json.dumps(payload, indent=1))
     if args.output:

@@ -56,14 +56,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace, images: list[dict[str, Any]]) -> dict[int, Any]:
-    from tqdm.auto import tqdm
-
     from composeseg.image import load_image
     from composeseg.pipelines.cli.proposals import build
+    from composeseg.progress import progress
 
     proposals = build(args, progress=False)
     out = {}
-    for record in tqdm(images, desc="proposals", unit="image"):
+    for record in progress(images, desc="proposals", unit="img"):
         path = args.images / record["file_name"]
         if not path.exists():
             raise FileNotFoundError(f"image {record['id']}: {path} does not exist")

@@ -66,6 +66,7 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
     from composeseg.pipelines.video import VideoSegmentation
     from composeseg.pipelines.video_config import PER_FRAME
     from composeseg.pipelines.video_sim import SimulatedDetector, SimulatedDetectorConfig
+    from composeseg.progress import progress
     from composeseg.synthetic import VideoConfig, iter_video_frames
 
     sam = load_model(args)
@@ -75,9 +76,11 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
     if args.compare:
         variants["per-frame"] = dict(PER_FRAME)
     out = {}
+    bar = progress(total=len(variants) * len(args.synthetic) * args.frames, unit="frame")
     for name, options in variants.items():
         evaluator = TrackingEvaluator(threshold=args.threshold)
         for seed in args.synthetic:
+            bar.set_description(f"eval tracking: {name}, clip {seed}")
             evaluator.new_sequence()
             detector = SimulatedDetector(iter_video_frames(seed, video), noise, seed=seed)
             pipe = VideoSegmentation(sam, detector, args.tracker, **options)
@@ -85,7 +88,9 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
                 iter_video_frames(seed, video), pipe(iter_video_frames(seed, video)), strict=True
             ):
                 evaluator.add(truth, detections)
+                bar.update()
         out[name] = evaluator.compute()
+    bar.close()
     return out
 
 

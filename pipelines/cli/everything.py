@@ -10,8 +10,20 @@ from composeseg.pipelines.cli.common import add_model_options, load_model, write
 
 
 def add_grid_options(parser: argparse.ArgumentParser, points_per_side: int) -> None:
-    parser.add_argument("--points-per-side", type=int, default=points_per_side, metavar="N")
-    parser.add_argument("--points-per-batch", type=int, default=64, metavar="N")
+    parser.add_argument(
+        "--points-per-side",
+        type=int,
+        default=points_per_side,
+        metavar="N",
+        help="prompt points: an N x N grid over the image (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--points-per-batch",
+        type=int,
+        default=64,
+        metavar="N",
+        help="points decoded per model call; lower it to save memory (default: %(default)s)",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -24,15 +36,21 @@ def register(subparsers: Any) -> None:
     parser.add_argument("image", type=Path, help="image file")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     add_grid_options(parser, 32)
-    parser.add_argument("--pred-iou-thresh", type=float, default=0.88)
-    parser.add_argument("--stability-score-thresh", type=float, default=0.95)
-    parser.add_argument("--stability-score-offset", type=float, default=1.0)
-    parser.add_argument("--box-nms-thresh", type=float, default=0.7)
-    parser.add_argument("--crop-n-layers", type=int, default=0)
-    parser.add_argument("--crop-nms-thresh", type=float, default=0.7)
-    parser.add_argument("--crop-overlap-ratio", type=float, default=512 / 1500)
-    parser.add_argument("--crop-n-points-downscale-factor", type=int, default=1)
-    parser.add_argument("--min-mask-region-area", type=int, default=0)
+    options: list[tuple[str, type, Any, str]] = [
+        ("--pred-iou-thresh", float, 0.88, "keep masks whose predicted IoU is above this"),
+        ("--stability-score-thresh", float, 0.95, "keep masks at least this stable"),
+        ("--stability-score-offset", float, 1.0, "logit offset of the stability score"),
+        ("--box-nms-thresh", float, 0.7, "box IoU above which a weaker mask is dropped"),
+        ("--crop-n-layers", int, 0, "extra layers of overlapping crops (small objects)"),
+        ("--crop-nms-thresh", float, 0.7, "box IoU for duplicates between crops"),
+        ("--crop-overlap-ratio", float, 512 / 1500, "overlap of neighbouring crops"),
+        ("--crop-n-points-downscale-factor", int, 1, "layer i: points-per-side / factor**i"),
+        ("--min-mask-region-area", int, 0, "fill holes and drop islands below this (px)"),
+    ]
+    for flag, kind, default, text in options:
+        parser.add_argument(
+            flag, type=kind, default=default, help=f"{text} (default: {default:.4g})"
+        )
     parser.add_argument(
         "--rle",
         action="store_true",

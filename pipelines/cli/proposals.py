@@ -12,8 +12,19 @@ from composeseg.pipelines.cli.everything import add_grid_options, write_rle_resu
 
 def add_proposal_options(parser: argparse.ArgumentParser) -> None:
     add_grid_options(parser, 64)
-    parser.add_argument("--box-nms-thresh", type=float, default=0.9)
-    parser.add_argument("--max-masks", type=int, default=1000, metavar="N")
+    parser.add_argument(
+        "--box-nms-thresh",
+        type=float,
+        default=0.9,
+        help="box IoU above which a weaker proposal is dropped (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-masks",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="keep the N best proposals (default: %(default)s)",
+    )
 
 
 def register(subparsers: Any) -> None:

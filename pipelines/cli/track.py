@@ -61,8 +61,9 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def synthetic_source(spec: str) -> tuple[Any, Any] | None:
-    """``synthetic:SEED[:FRAMES]`` -> (frames, ground truth) iterators over the same video."""
+def synthetic_source(spec: str) -> tuple[Any, Any, int] | None:
+    """``synthetic:SEED[:FRAMES]`` -> (frames, ground truth) iterators over the same video,
+    and its length."""
     if not spec.startswith(f"{SYNTHETIC}:"):
         return None
     from composeseg.synthetic import VideoConfig, iter_video_frames
@@ -74,7 +75,7 @@ def synthetic_source(spec: str) -> tuple[Any, Any] | None:
     except (ValueError, IndexError):
         raise ValueError(f"expected synthetic:SEED[:FRAMES], got {spec!r}") from None
     config = VideoConfig(n_frames=frames)
-    return iter_video_frames(seed, config), iter_video_frames(seed, config)
+    return iter_video_frames(seed, config), iter_video_frames(seed, config), frames
 
 
 def build_detector(args: argparse.Namespace, ground_truth: Any) -> Any:
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from composeseg.pipelines.visualize import annotate
 
     synthetic = synthetic_source(args.video)
-    source, ground_truth = synthetic if synthetic is not None else (args.video, None)
+    source, ground_truth, length = synthetic if synthetic is not None else (args.video, None, None)
     info = probe(source) if synthetic is None else None
     fps = args.fps or (info.fps if info is not None else None) or DEFAULT_FPS
     detector = build_detector(args, ground_truth)
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             max_gap=args.max_gap,
             frame_rate=fps,
         )
-    total = info.frame_count if info is not None else None
+    total = info.frame_count if info is not None else length
     count, ids = 0, set[int]()
     with (
         VideoWriter(args.output, fps) as video,
