@@ -21,7 +21,7 @@ _LAZY: dict[str, str] = {
     "from_boxes": "composeseg.adapters.arrays",
     "from_detections": "composeseg.adapters.sv_detections",
     "CocoBoxes": "composeseg.adapters.coco",
-    "from_transformers": "composeseg.adapters.transformers_detectors",
+    "from_transformers": "composeseg.adapters.transformers_results",
     "TransformersDetector": "composeseg.adapters.transformers_detectors",
     "TextGrounder": "composeseg.adapters.grounding",
     "TransformersGrounder": "composeseg.adapters.grounding",

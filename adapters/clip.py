@@ -50,7 +50,8 @@ class ClipMatcher:
     ) -> None:
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-        from composeseg.loading import DEMO_CLIP_DIR, _pick_device, _quiet_transformers
+        from composeseg.device import pick_device, quiet_loading
+        from composeseg.loading import DEMO_CLIP_DIR
 
         if not expand >= 1:
             raise ValueError(f"expand must be >= 1 (the crop holds the whole box), got {expand}")
@@ -58,7 +59,7 @@ class ClipMatcher:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         source = str(DEMO_CLIP_DIR if model_id_or_dir is None else model_id_or_dir)
         self.name = DEMO_CLIP if model_id_or_dir is None else source
-        with _quiet_transformers():
+        with quiet_loading():
             try:
                 self.model = AutoModel.from_pretrained(source)
                 self.tokenizer = AutoTokenizer.from_pretrained(source)
@@ -72,7 +73,7 @@ class ClipMatcher:
                 f"{source} is a {type(self.model).__name__}, not a CLIP-style model "
                 "(no get_image_features)"
             )
-        self.device = _pick_device(device)
+        self.device = pick_device(device)
         self.model.to(self.device).eval()
         self.expand = float(expand)
         self.blank_background = blank_background

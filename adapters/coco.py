@@ -19,6 +19,7 @@ import numpy as np
 
 from composeseg.adapters.options import PromptOptions, build_prompts, resolve_options
 from composeseg.prompts import Prompts
+from composeseg.rle import decode_segmentation
 
 CocoSource = str | os.PathLike | Mapping[str, Any] | list
 
@@ -119,7 +120,11 @@ class CocoBoxes:
         scores = np.array([float(r.get("score", 1.0)) for r in records], np.float32)
         masks = None
         if self.options.points == "mask" and size is not None:
-            masks = np.stack([_mask(r, size) for r in records]) if records else None
+            masks = (
+                np.stack([decode_segmentation(r.get("segmentation"), size) for r in records])
+                if records
+                else None
+            )
         return build_prompts(
             boxes,
             scores=scores,
@@ -154,23 +159,3 @@ def _bbox(record: Mapping[str, Any], index: int) -> list[float]:
     if bbox is None or len(bbox) != 4:
         raise ValueError(f"annotation {index} has no [x, y, w, h] bbox: {bbox!r}")
     return [float(v) for v in bbox]
-
-
-def _mask(record: Mapping[str, Any], size: tuple[int, int]) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    segmentation = record.get("segmentation")
-    if not segmentation:
-        return np.zeros(size, bool)
-    height, width = size
-    if isinstance(segmentation, list):  # polygons
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        counts = segmentation["counts"]
-        rle = {
-            "size": segmentation["size"],
-            "counts": counts.encode() if isinstance(counts, str) else counts,
-        }
-    return mask_utils.decode(rle).astype(bool)

@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from composeseg.adapters.options import PromptOptions, build_prompts, resolve_options
-from composeseg.adapters.transformers_detectors import result_columns, zero_shot_model_types
+from composeseg.adapters.transformers_results import result_columns, zero_shot_model_types
 from composeseg.prompts import Prompts, text_prompts
 
 DEMO_GROUNDER = "composeseg-demo-grounder"
@@ -54,7 +54,7 @@ class TransformersGrounder:
 
     Args:
         model_id_or_dir: a hub id or a ``save_pretrained`` directory (model + processor) of a
-            model type in :func:`~composeseg.adapters.transformers_detectors.zero_shot_model_types`;
+            model type in :func:`~composeseg.adapters.transformers_results.zero_shot_model_types`;
             None: the embedded demo grounder, a tiny OWL-ViT that knows the generated scenes'
             colours and shapes only (``composeseg.train.grounder``).
         threshold: keep boxes whose score exceeds this, in ``[0, 1]``; None: 0.3, or
@@ -82,7 +82,6 @@ class TransformersGrounder:
         options: PromptOptions | None = None,
         **option_overrides: Any,
     ) -> None:
-        import torch
         from transformers import AutoConfig, AutoModelForZeroShotObjectDetection, AutoProcessor
 
         if threshold is None:
@@ -95,7 +94,8 @@ class TransformersGrounder:
             raise ValueError(
                 f"max_queries_per_pass must be an int >= 1 or None, got {max_queries_per_pass!r}"
             )
-        from composeseg.loading import DEMO_GROUNDER_DIR, _quiet_transformers
+        from composeseg.device import pick_device, quiet_loading
+        from composeseg.loading import DEMO_GROUNDER_DIR
 
         source = str(DEMO_GROUNDER_DIR if model_id_or_dir is None else model_id_or_dir)
         config = AutoConfig.from_pretrained(source)
@@ -106,10 +106,10 @@ class TransformersGrounder:
                 "detector goes through TransformersDetector)"
             )
         self.options = resolve_options(options, option_overrides)
-        with _quiet_transformers():
+        with quiet_loading():
             self.processor = AutoProcessor.from_pretrained(source)
             self.model = AutoModelForZeroShotObjectDetection.from_pretrained(source)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = pick_device(device)
         self.model.to(self.device).eval()
         self.model_type: str = config.model_type
         self.threshold = threshold

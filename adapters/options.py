@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from composeseg.detections import DETECTOR_XYXY
+from composeseg.geometry import clip_boxes
 from composeseg.prompts import FOREGROUND, Prompts
 
 PointMode = Literal["center", "mask"]
@@ -168,7 +170,7 @@ def build_prompts(
         points = _points(xyxy, None if masks is None else masks[order], opts.points, source)
         labels = np.full((len(order), 1), FOREGROUND, np.int32)
         if not opts.keep_boxes:
-            data["detector_xyxy"] = xyxy
+            data[DETECTOR_XYXY] = xyxy
     return Prompts(
         boxes=xyxy if opts.keep_boxes else None,
         points=points,
@@ -261,9 +263,7 @@ def _clip(
     xyxy: np.ndarray, image_size: tuple[int, int], order: np.ndarray, source: str
 ) -> np.ndarray:
     height, width = image_size
-    clipped = xyxy.copy()
-    clipped[:, 0::2] = clipped[:, 0::2].clip(0, width)
-    clipped[:, 1::2] = clipped[:, 1::2].clip(0, height)
+    clipped = clip_boxes(xyxy, image_size)
     outside = ((clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])) & (
         (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
     )

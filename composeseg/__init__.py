@@ -40,26 +40,3 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; resolved lazily at run ti
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
-
-
-def _extend_path_for_source_checkout() -> None:
-    """Make ``composeseg.adapters`` / ``composeseg.pipelines`` importable from a source tree.
-
-    Installed (wheel or editable), those packages are mapped into ``composeseg`` by the build
-    backend. When the tests run from the repository root without an install, ``adapters/`` and
-    ``pipelines/`` sit beside this package instead; adding the root to ``__path__`` lets the
-    import system find them under the ``composeseg.`` prefix without a top-level ``adapters``
-    name (which PyPI's ``adapters`` package owns).
-    """
-    import os
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(here)
-    if os.path.isdir(os.path.join(here, "pipelines")):
-        return  # wheel install: subpackages are inside
-    markers = ("pyproject.toml", os.path.join("adapters", "__init__.py"))
-    if all(os.path.exists(os.path.join(root, m)) for m in markers) and root not in __path__:
-        __path__.append(root)
-
-
-_extend_path_for_source_checkout()

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from composeseg.device import pick_device, quiet_loading
 from composeseg.image import ImageSource, load_image
-from composeseg.loading import _looks_like_path, _pick_device, _quiet_transformers, read_model_type
+from composeseg.loading import looks_like_path, read_model_type
 from composeseg.prompts import text_prompts
 
 if TYPE_CHECKING:
@@ -96,13 +97,13 @@ class ConceptPrediction:
         ``xyxy`` is the predicted box, ``confidence`` the score, ``class_id`` the concept index
         and ``data["class_name"]`` the concept phrase.
         """
-        import supervision as sv
+        from composeseg.detections import assemble
 
-        return sv.Detections(
-            xyxy=self.boxes.astype(np.float32).reshape(-1, 4),
-            mask=self.masks,
-            confidence=self.scores.astype(np.float32),
-            class_id=self.class_id.astype(np.int64),
+        return assemble(
+            self.masks,
+            xyxy=self.boxes,
+            detector_score=self.scores,
+            class_id=self.class_id,
             data={"class_name": self.class_names()},
         )
 
@@ -310,19 +311,19 @@ def load_sam3(
             id that cannot be loaded; the message names the source.
     """
     model_class, processor_class = _sam3_classes()
-    target = _pick_device(device)
+    target = pick_device(device)
     dtype = dtype or torch.float32
     if dtype == torch.float16 and target.type == "cpu":
         raise ValueError("float16 is not supported on CPU; use torch.bfloat16 or torch.float32")
     text = os.fspath(source)
     path = Path(text).expanduser()
-    with _quiet_transformers():
+    with quiet_loading():
         if path.is_dir():
             _check_config(path)
             model, processor = _load_pair(model_class, processor_class, path, text)
         elif path.exists():
             raise ValueError(f"{text}: pass the save_pretrained directory, not a file")
-        elif _looks_like_path(text):
+        elif looks_like_path(text):
             raise FileNotFoundError(f"model source {text!r} is not an existing directory")
         else:
             model, processor = _load_pair(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from composeseg.geometry import tight_boxes
+
 DEFAULT_FILL = (124, 116, 104)
 """The ImageNet mean colour: zero after CLIP-style normalisation."""
 
@@ -79,26 +81,6 @@ def mask_crops(
             continue
         out[i] = _resample(image, mask if blank_background else None, square, size, fill)
     return out
-
-
-def tight_boxes(masks: np.ndarray) -> np.ndarray:
-    """``(N, H, W) bool`` -> ``(N, 4) float32`` xyxy tight boxes; zeros for empty masks.
-
-    Pixel convention: ``x2, y2`` are exclusive, so a one-pixel mask at (x, y) gives
-    ``(x, y, x + 1, y + 1)``.
-    """
-    masks = np.asarray(masks, bool)
-    boxes = np.zeros((len(masks), 4), np.float32)
-    if not len(masks):
-        return boxes
-    rows: np.ndarray = np.any(masks, axis=2)  # (N, H)
-    cols: np.ndarray = np.any(masks, axis=1)  # (N, W)
-    boxes[:, 0] = cols.argmax(1)
-    boxes[:, 1] = rows.argmax(1)
-    boxes[:, 2] = cols.shape[1] - cols[:, ::-1].argmax(1)
-    boxes[:, 3] = rows.shape[1] - rows[:, ::-1].argmax(1)
-    boxes[~np.any(rows, axis=1)] = 0
-    return boxes
 
 
 def _resample(

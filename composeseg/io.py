@@ -1,4 +1,4 @@
-"""Atomic file writing and COCO RLE, shared by every command that writes results."""
+"""Atomic file writing, shared by every command that writes results (RLE: :mod:`composeseg.rle`)."""
 
 from __future__ import annotations
 
@@ -55,22 +55,3 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> Path:
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp))
-
-
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """``(H, W) bool`` mask -> COCO RLE ``{"size": [H, W], "counts": str}`` (pycocotools)."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
-    """COCO RLE (compressed str/bytes counts, or uncompressed list counts) -> ``(H, W) bool``."""
-    from pycocotools import mask as mask_utils
-
-    if isinstance(rle.get("counts"), list):
-        rle = mask_utils.frPyObjects(rle, *rle["size"])
-    elif isinstance(rle.get("counts"), str):
-        rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-    return mask_utils.decode(rle).astype(bool)

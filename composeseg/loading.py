@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +65,8 @@ def load_sam(
               memory;
             - a hub id (``facebook/sam-vit-base``) or a short name from :data:`KNOWN_MODELS`,
               loaded with ``from_pretrained``.
-        device: "cuda", "mps", "cpu" or a ``torch.device``; default: cuda, then mps, then cpu.
+        device: "cuda", "mps", "cpu" or a ``torch.device``; default:
+            :func:`composeseg.device.pick_device` (cuda, then mps, then cpu).
         dtype: model dtype; default float32. ``torch.bfloat16`` is faster on CPUs with bf16
             support and on GPUs; ``torch.float16`` on GPUs only.
         decode_batch_size: objects per decoder call (see :class:`~composeseg.Sam`).
@@ -79,43 +78,18 @@ def load_sam(
     """
     import torch
 
+    from composeseg.device import pick_device, quiet_loading
     from composeseg.sam import Sam
 
-    target = _pick_device(device)
+    target = pick_device(device)
     dtype = dtype or torch.float32
     if dtype == torch.float16 and target.type == "cpu":
         raise ValueError("float16 is not supported on CPU; use torch.bfloat16 or torch.float32")
-    with _quiet_transformers():
+    with quiet_loading():
         model, name = _load_model(source)
     model = model.to(device=target, dtype=dtype).eval()
     backend = _backend_for(model)
     return Sam(backend, device=target, dtype=dtype, decode_batch_size=decode_batch_size, name=name)
-
-
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    # transformers draws a progress bar per weight file; for a model load that is noise.
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    import torch
-
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def _load_model(source: str | os.PathLike | None) -> tuple[Any, str]:
@@ -132,13 +106,14 @@ def _load_model(source: str | os.PathLike | None) -> tuple[Any, str]:
         return _from_directory(path), text
     if path.is_file():
         return _from_checkpoint_file(path), text
-    if _looks_like_path(text):
+    if looks_like_path(text):
         raise FileNotFoundError(f"model source {text!r} is not an existing file or directory")
     return _from_hub(KNOWN_MODELS.get(text, text), text), text
 
 
-def _looks_like_path(text: str) -> bool:
-    # Hub ids are "name" or "org/name"; anything else was meant as a local path.
+def looks_like_path(text: str) -> bool:
+    """Whether a model source that does not exist was meant as a local path (then it is
+    reported missing) rather than a hub id ("name" or "org/name")."""
     return (
         text.startswith((".", "/", "~"))
         or text.endswith((*_CHECKPOINT_SUFFIXES, ".safetensors"))

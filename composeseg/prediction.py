@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -93,34 +93,22 @@ class MaskPrediction:
         Pixel convention: ``x1, y1`` are exclusive, so a one-pixel mask at (x, y) gives
         ``(x, y, x + 1, y + 1)``.
         """
-        from composeseg.crops import tight_boxes
+        from composeseg.geometry import tight_boxes
 
         n, k, h, w = self.masks.shape
         return tight_boxes(self.masks.reshape(n * k, h, w)).reshape(n, k, 4)
 
     def to_detections(self) -> sv.Detections:
-        """Convert the best candidate per object to ``supervision.Detections``.
+        """Convert the best candidate per object to ``supervision.Detections``
+        (:func:`composeseg.detections.assemble`).
 
         ``xyxy`` is the prompt box where the object had one, else the mask's tight box;
-        ``confidence`` is the prompt's confidence when present, else the predicted IoU.
-        ``data`` carries ``mask_score`` (predicted IoU) plus the prompts' data columns.
+        ``confidence`` the prompt's confidence times the predicted IoU, or the predicted IoU
+        alone for prompts without a confidence. ``data`` carries ``mask_score`` (predicted
+        IoU), ``detector_score`` (the prompt's confidence, when given) and the prompts' data
+        columns.
         """
-        import supervision as sv
+        from composeseg.detections import assemble
 
         best = self.best()
-        masks = best.masks[:, 0]
-        mask_score = best.scores[:, 0].astype(np.float32)
-        xyxy = best.mask_boxes()[:, 0]
-        if self.prompts.boxes is not None:
-            xyxy = self.prompts.boxes.astype(np.float32)
-        confidence = self.prompts.confidence if self.prompts.confidence is not None else mask_score
-        data: dict[str, Any] = {k: np.asarray(v) for k, v in self.prompts.data.items()}
-        data["mask_score"] = mask_score
-        return sv.Detections(
-            xyxy=xyxy.reshape(-1, 4),
-            mask=masks,
-            confidence=np.asarray(confidence, np.float32),
-            class_id=self.prompts.class_id,
-            tracker_id=self.prompts.tracker_id,
-            data=data,
-        )
+        return assemble(best.masks[:, 0], prompts=self.prompts, mask_score=best.scores[:, 0])

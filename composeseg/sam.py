@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from composeseg.backends.base import Backend, DecoderPrompts
+from composeseg.geometry import clip_boxes
 from composeseg.image import ImageSource, load_image
 from composeseg.prediction import ImageEmbedding, MaskPrediction
 from composeseg.prompts import PADDING, Prompts, as_prompts
@@ -160,13 +161,20 @@ class Sam:
 
     @torch.inference_mode()
     def decode_low_res(
-        self, embedding: ImageEmbedding, prompts: Prompts, *, multimask: bool = False
+        self,
+        embedding: ImageEmbedding,
+        prompts: Prompts,
+        *,
+        multimask: bool = False,
+        mask_logits: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the prompt decoder only, in chunks of :attr:`decode_batch_size` objects.
 
         The building block for pipelines that filter candidates before paying for full
         resolution (automatic mask generation). ``prompts`` must already fit the image
-        (:func:`fit_to_image`).
+        (:func:`fit_to_image`). ``mask_logits``, an ``(N, M, M)`` tensor of this model's own
+        low-res logits (a refinement pass), replaces ``prompts.mask_input`` without leaving
+        the device or being checked again.
 
         Returns:
             ``(N, K, M, M)`` low-res logits and ``(N, K)`` predicted IoU, float32 tensors on
@@ -174,6 +182,11 @@ class Sam:
         """
         embedding = self._as_embedding(embedding)
         size = self.backend.mask_size
+        if mask_logits is not None and tuple(mask_logits.shape) != (len(prompts), size, size):
+            raise ValueError(
+                f"mask_logits must be ({len(prompts)}, {size}, {size}), got "
+                f"{tuple(mask_logits.shape)}"
+            )
         if prompts.mask_input is not None and prompts.mask_input.shape[1:] != (size, size):
             raise ValueError(
                 f"mask_input must be ({len(prompts)}, {size}, {size}) logits for this model, "
@@ -182,7 +195,7 @@ class Sam:
         k = 3 if multimask else 1
         logits = torch.zeros((len(prompts), k, size, size), device=self.device)
         scores = torch.zeros((len(prompts), k), device=self.device)
-        for start, chunk in self._chunks(prompts, embedding):
+        for start, chunk in self._chunks(prompts, embedding, mask_logits):
             low_res, iou = self.backend.decode(embedding.features, chunk, multimask)
             if low_res.shape != (len(chunk), k, size, size) or iou.shape != (len(chunk), k):
                 # a backend returning one mask for multimask would otherwise be broadcast
@@ -231,7 +244,7 @@ class Sam:
         return value
 
     def _chunks(
-        self, batch: Prompts, embedding: ImageEmbedding
+        self, batch: Prompts, embedding: ImageEmbedding, mask_logits: torch.Tensor | None = None
     ) -> Iterator[tuple[int, DecoderPrompts]]:
         size, frame = embedding.original_size, embedding.input_size
         boxes = None if batch.boxes is None else boxes_to_input_frame(batch.boxes, size, frame)
@@ -248,7 +261,9 @@ class Sam:
                     else torch.from_numpy(batch.point_labels[rows].astype(np.int64)).to(
                         self.device
                     ),
-                    masks=None
+                    masks=mask_logits[rows, None].to(self.dtype)
+                    if mask_logits is not None
+                    else None
                     if batch.mask_input is None
                     else self._tensor(batch.mask_input[:, None], rows),
                 ),
@@ -280,9 +295,7 @@ def fit_to_image(prompts: Prompts, original_size: tuple[int, int]) -> Prompts:
             )
     if prompts.boxes is None:
         return prompts
-    clipped = prompts.boxes.copy()
-    clipped[:, 0::2] = clipped[:, 0::2].clip(0, width)
-    clipped[:, 1::2] = clipped[:, 1::2].clip(0, height)
+    clipped = clip_boxes(prompts.boxes, original_size)
     empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
     if empty.any():
         i = int(np.argmax(empty))

@@ -1,7 +1,20 @@
-"""Pipelines that compose SAM with other systems; each returns ``supervision.Detections``.
+"""Pipelines that compose SAM with other systems.
 
-Installed as ``composeseg.pipelines``. Names are resolved lazily so that importing the package
-stays cheap.
+Installed as ``composeseg.pipelines``. Every pipeline has one shape: built as
+``Pipeline(sam, <collaborators>, config=XConfig(...), **overrides)`` (keywords named like the
+config's fields; any other keyword is an error) and called on one image (path, PIL image or
+``(H, W, 3) uint8`` RGB array), or one video for the video pipelines. What a call returns:
+
+- ``InstanceSegmentation``, ``AutomaticMaskGenerator``, ``ObjectProposals``,
+  ``TextSegmentation``: ``supervision.Detections`` for the image, assembled by
+  :func:`composeseg.detections.assemble` (one confidence rule, the prompts' data columns kept);
+- ``VideoSegmentation``, ``Sam2Propagation``: one ``supervision.Detections`` per frame, with
+  ``tracker_id``;
+- ``EdgeDetection``: an ``(H, W) float32`` edge map in [0, 1], not detections: edges are a
+  property of pixels, not objects (its masks are :meth:`AutomaticMaskGenerator.generate`'s).
+
+Long work shows a bar with ``progress=True``. Names are resolved lazily so that importing the
+package stays cheap.
 """
 
 from __future__ import annotations
@@ -12,10 +25,13 @@ _LAZY: dict[str, str] = {
     "annotate": "composeseg.pipelines.visualize",
     "InstanceSegmentation": "composeseg.pipelines.instance",
     "InstanceConfig": "composeseg.pipelines.instance",
-    "ImageResult": "composeseg.pipelines.instance",
+    "ImageResult": "composeseg.pipelines.detections",
     "AutomaticMaskGenerator": "composeseg.pipelines.amg",
+    "AmgConfig": "composeseg.pipelines.amg",
     "ObjectProposals": "composeseg.pipelines.proposals",
+    "ProposalConfig": "composeseg.pipelines.proposals",
     "EdgeDetection": "composeseg.pipelines.edges",
+    "EdgeConfig": "composeseg.pipelines.edges",
     "VideoSegmentation": "composeseg.pipelines.video",
     "VideoSegmentationConfig": "composeseg.pipelines.video_config",
     "SimulatedDetector": "composeseg.pipelines.video_sim",

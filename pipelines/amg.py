@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from composeseg import rle
 from composeseg.image import ImageSource, load_image
 from composeseg.pipelines.amg_data import (
     MaskSet,
@@ -22,16 +23,15 @@ from composeseg.pipelines.amg_data import (
     to_detections,
 )
 from composeseg.pipelines.amg_utils import (
-    Rle,
     build_all_layer_point_grids,
-    encode_transposed,
     generate_crop_boxes,
     is_box_near_crop_edge,
-    rle_boxes_xyxy,
     stability_score_np,
 )
+from composeseg.pipelines.config import resolve_config
 from composeseg.prediction import ImageEmbedding
 from composeseg.prompts import Prompts
+from composeseg.rle import Rle
 from composeseg.transforms import upscale_logits
 
 if TYPE_CHECKING:
@@ -46,7 +46,28 @@ _SLICE_BYTES = 128 * 2**20
 
 @dataclass(frozen=True)
 class AmgConfig:
-    """Settings of :class:`AutomaticMaskGenerator` (meanings as in Meta's generator)."""
+    """Settings of :class:`AutomaticMaskGenerator` (names and meanings as in Meta's generator).
+
+    Attributes:
+        points_per_side: grid points along each side (``points_per_side**2`` prompts per
+            crop); None when ``point_grids`` is given.
+        points_per_batch: prompts decoded and post-processed together (memory vs speed).
+        pred_iou_thresh: keep masks whose predicted IoU is above this (0 disables).
+        stability_score_thresh: keep masks whose stability score (IoU of the masks at logit
+            cut-offs ``±stability_score_offset``) is at least this (0 disables).
+        stability_score_offset: the logit offset of the stability score.
+        box_nms_thresh: box IoU above which a less confident mask of the same crop is dropped.
+        crop_n_layers: extra layers of crops; layer i has ``(2**i)**2`` overlapping crops.
+        crop_nms_thresh: box IoU for removing duplicates between crops (smaller crops win).
+        crop_overlap_ratio: overlap of neighbouring crops, a fraction of the short side.
+        crop_n_points_downscale_factor: layer i uses ``points_per_side / factor**i`` points.
+        point_grids: explicit ``(P, 2)`` xy grids in [0, 1], one per layer.
+        min_mask_region_area: fill holes and drop islands smaller than this (pixels), then
+            NMS again.
+        output: "mask": ``Detections.mask`` is ``(N, H, W) bool``; "rle": ``mask`` is None and
+            ``data["rle"]`` holds N COCO RLEs (``{"size": [H, W], "counts": str}``), for huge
+            images.
+    """
 
     points_per_side: int | None = 32
     points_per_batch: int = 64
@@ -63,6 +84,8 @@ class AmgConfig:
     output: str = "mask"
 
     def __post_init__(self) -> None:
+        if self.point_grids is not None and not isinstance(self.point_grids, tuple):
+            object.__setattr__(self, "point_grids", tuple(self.point_grids))
         if (self.points_per_side is None) == (self.point_grids is None):
             raise ValueError(
                 "give exactly one of points_per_side and point_grids, got "
@@ -114,68 +137,25 @@ class AutomaticMaskGenerator:
 
     Args:
         sam: a loaded model (:func:`composeseg.load_sam`).
-        points_per_side: grid points along each side (``points_per_side**2`` prompts per
-            crop); None when ``point_grids`` is given.
-        points_per_batch: prompts decoded and post-processed together (memory vs speed).
-        pred_iou_thresh: keep masks whose predicted IoU is above this (0 disables).
-        stability_score_thresh: keep masks whose stability score (IoU of the masks at logit
-            cut-offs ``±stability_score_offset``) is at least this (0 disables).
-        stability_score_offset: the logit offset of the stability score.
-        box_nms_thresh: box IoU above which a less confident mask of the same crop is dropped.
-        crop_n_layers: extra layers of crops; layer i has ``(2**i)**2`` overlapping crops.
-        crop_nms_thresh: box IoU for removing duplicates between crops (smaller crops win).
-        crop_overlap_ratio: overlap of neighbouring crops, a fraction of the short side.
-        crop_n_points_downscale_factor: layer i uses ``points_per_side / factor**i`` points.
-        point_grids: explicit ``(P, 2)`` xy grids in [0, 1], one per layer.
-        min_mask_region_area: fill holes and drop islands smaller than this (pixels), then
-            NMS again; needs OpenCV.
-        output: "mask": ``Detections.mask`` is ``(N, H, W) bool``; "rle": ``mask`` is None and
-            ``data["rle"]`` holds N COCO RLEs (``{"size": [H, W], "counts": str}``), for huge
-            images.
+        config: an :class:`AmgConfig` (default: Meta's defaults).
         progress: show a progress bar over crops and prompt batches.
+        **overrides: :class:`AmgConfig` fields, e.g. ``points_per_side=16``.
     """
 
     def __init__(
         self,
         sam: Sam,
         *,
-        points_per_side: int | None = 32,
-        points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        stability_score_offset: float = 1.0,
-        box_nms_thresh: float = 0.7,
-        crop_n_layers: int = 0,
-        crop_nms_thresh: float = 0.7,
-        crop_overlap_ratio: float = 512 / 1500,
-        crop_n_points_downscale_factor: int = 1,
-        point_grids: list[np.ndarray] | None = None,
-        min_mask_region_area: int = 0,
-        output: str = "mask",
+        config: AmgConfig | None = None,
         progress: bool = False,
+        **overrides: Any,
     ) -> None:
         self.sam = sam
-        self.config = AmgConfig(
-            points_per_side=points_per_side,
-            points_per_batch=points_per_batch,
-            pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-            stability_score_offset=stability_score_offset,
-            box_nms_thresh=box_nms_thresh,
-            crop_n_layers=crop_n_layers,
-            crop_nms_thresh=crop_nms_thresh,
-            crop_overlap_ratio=crop_overlap_ratio,
-            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
-            point_grids=None if point_grids is None else tuple(point_grids),
-            min_mask_region_area=min_mask_region_area,
-            output=output,
-        )
+        self.config = resolve_config(AmgConfig, config, overrides, "AutomaticMaskGenerator")
         self.progress = progress
         self.progress_label = "segment everything"
         """The progress bar's label; pipelines built on this generator name themselves."""
         self._grids = self.config.grids()
-        if min_mask_region_area > 0:
-            import cv2  # noqa: F401  (fail now, not after minutes of decoding)
 
     def __call__(self, image: ImageSource) -> sv.Detections:
         """Segment everything in ``image`` (path, PIL or ``(H, W, 3) uint8``).
@@ -290,13 +270,13 @@ class AutomaticMaskGenerator:
             if config.stability_score_thresh > 0.0:
                 ok = stability >= config.stability_score_thresh
                 values, stability, index = values[ok], stability[ok], index[ok]
-            rles.extend(encode_transposed(values > 0.0))
+            rles.extend(rle.encode_transposed(values > 0.0))
             kept.append(index)
             scores.append(stability)
             del full, values
         index = np.concatenate(kept) if kept else np.zeros(0, np.int64)
         x0, y0 = crop_box[0], crop_box[1]
-        boxes = rle_boxes_xyxy(rles) + np.array([x0, y0, x0, y0], np.float32)
+        boxes = rle.boxes_inclusive(rles) + np.array([x0, y0, x0, y0], np.float32)
         height_full, width_full = int(image_size[0]), int(image_size[1])
         edge = is_box_near_crop_edge(boxes, crop_box, [0, 0, width_full, height_full])
         ok_np = ~edge

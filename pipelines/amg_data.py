@@ -12,14 +12,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from composeseg.pipelines.amg_utils import (
-    Rle,
-    decode_rle,
-    encode_mask,
-    remove_small_regions,
-    rle_boxes_xyxy,
-    uncrop_mask,
-)
+from composeseg import rle
+from composeseg.pipelines.amg_utils import remove_small_regions, uncrop_mask
+from composeseg.rle import Rle
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -103,7 +98,7 @@ class MaskSet:
 
     def full_mask(self, i: int, image_size: tuple[int, int]) -> np.ndarray:
         """Mask ``i`` as ``(H, W) bool`` over the whole image."""
-        return uncrop_mask(decode_rle(self.rles[i]), self.frames[i].tolist(), image_size)
+        return uncrop_mask(rle.decode(self.rles[i]), self.frames[i].tolist(), image_size)
 
 
 def box_nms(boxes: np.ndarray, scores: np.ndarray | torch.Tensor, iou_thresh: float) -> np.ndarray:
@@ -133,17 +128,17 @@ def remove_small_regions_and_nms(
         mask, islands = remove_small_regions(mask, min_area, "islands")
         if holes or islands:
             unchanged[i] = 0.0
-            rle = encode_mask(mask)
-            new_rles.append(rle)
-            boxes[i] = rle_boxes_xyxy([rle])[0]
+            encoded = rle.encode(mask[None])[0]
+            new_rles.append(encoded)
+            boxes[i] = rle.boxes_inclusive([encoded])[0]
         else:
             new_rles.append(None)
     keep = box_nms(boxes, unchanged, nms_thresh)
     height, width = image_size
     for i in keep:
-        rle = new_rles[i]
-        if rle is not None:
-            data.rles[i] = rle
+        cleaned = new_rles[i]
+        if cleaned is not None:
+            data.rles[i] = cleaned
             data.frames[i] = (0, 0, width, height)
             data.boxes[i] = boxes[i]
     return data.select(keep)
@@ -152,8 +147,9 @@ def remove_small_regions_and_nms(
 def to_detections(
     data: MaskSet, image_size: tuple[int, int], output: str = "mask"
 ) -> sv.Detections:
-    """A :class:`MaskSet` as ``supervision.Detections`` over an ``(H, W)`` image."""
-    import supervision as sv
+    """A :class:`MaskSet` as ``supervision.Detections`` over an ``(H, W)`` image; confidence
+    is the predicted IoU, as in Meta's generator."""
+    from composeseg.detections import assemble
 
     height, width = image_size
     payload: dict[str, Any] = {
@@ -165,20 +161,12 @@ def to_detections(
     if output == "rle":
         rles = np.empty(len(data), dtype=object)
         for i in range(len(data)):
-            rle = (
-                encode_mask(data.full_mask(i, image_size))
-                if data.frames[i].tolist() != [0, 0, width, height]
-                else data.rles[i]
-            )
-            rles[i] = {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+            whole = data.frames[i].tolist() == [0, 0, width, height]
+            native = data.rles[i] if whole else rle.encode(data.full_mask(i, image_size)[None])[0]
+            rles[i] = rle.to_json(native)
         payload["rle"] = rles
     else:
         mask = np.zeros((len(data), height, width), bool)
         for i in range(len(data)):
             mask[i] = data.full_mask(i, image_size)
-    return sv.Detections(
-        xyxy=data.boxes.astype(np.float32).reshape(-1, 4),
-        mask=mask,
-        confidence=data.iou.astype(np.float32),
-        data=payload,
-    )
+    return assemble(mask, xyxy=data.boxes, mask_score=data.iou, data=payload)

@@ -1,23 +1,19 @@
-"""Pure helpers of automatic mask generation: point grids, crops, scores, RLE bookkeeping.
+"""Pure helpers of automatic mask generation: point grids, crops, scores, small regions.
 
 Ports of ``segment_anything.utils.amg`` where the automatic mask generator must behave the same
 (point grids, crop boxes, crop-edge test, stability score, small-region cleanup), with masks kept
-as COCO RLE (pycocotools) instead of dense arrays once they are decided.
+as COCO RLE (:mod:`composeseg.rle`) instead of dense arrays once they are decided.
 """
 
 from __future__ import annotations
 
 import math
 from itertools import product
-from typing import Any
 
 import numpy as np
 import torch
 
 from composeseg.transforms import build_point_grid
-
-Rle = dict[str, Any]
-"""A COCO RLE as pycocotools returns it: ``{"size": [H, W], "counts": bytes}``."""
 
 
 def build_all_layer_point_grids(
@@ -82,57 +78,6 @@ def stability_score_np(logits: np.ndarray, mask_threshold: float, offset: float)
     return (torch.from_numpy(inner) / torch.from_numpy(outer)).numpy().astype(np.float32)
 
 
-def encode_transposed(masks_t: np.ndarray) -> list[Rle]:
-    """``(N, W, H) bool`` masks stored transposed -> N COCO RLEs of the ``(H, W)`` masks.
-
-    The transposed C layout is the column-major layout pycocotools reads, so nothing is copied.
-    """
-    from pycocotools import mask as mask_utils
-
-    if not len(masks_t):
-        return []
-    return list(mask_utils.encode(np.ascontiguousarray(masks_t).view(np.uint8).transpose(2, 1, 0)))
-
-
-def rle_boxes_xyxy(rles: list[Rle]) -> np.ndarray:
-    """``(N, 4) float32`` xyxy boxes around RLE masks, max coordinates inclusive (the last
-    pixel, as Meta's ``batched_mask_to_box``); ``[0, 0, 0, 0]`` for an empty mask."""
-    from pycocotools import mask as mask_utils
-
-    if not rles:
-        return np.zeros((0, 4), np.float32)
-    xywh = mask_utils.toBbox(rles).reshape(-1, 4)
-    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:] - 1], axis=1)
-    boxes[(xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)] = 0
-    return boxes.astype(np.float32)
-
-
-def rle_area(rles: list[Rle]) -> np.ndarray:
-    """``(N,) int64`` pixel counts of RLE masks."""
-    from pycocotools import mask as mask_utils
-
-    if not rles:
-        return np.zeros(0, np.int64)
-    # pycocotools 2.0.11's area() overflows on more than 255 RLEs at once (it sizes its output
-    # with a uint8), so ask in chunks that it handles.
-    chunks = [mask_utils.area(rles[i : i + 255]) for i in range(0, len(rles), 255)]
-    return np.concatenate([np.asarray(c, np.int64).reshape(-1) for c in chunks])
-
-
-def decode_rle(rle: Rle) -> np.ndarray:
-    """One COCO RLE -> ``(H, W) bool``."""
-    from pycocotools import mask as mask_utils
-
-    return mask_utils.decode(rle).astype(bool)
-
-
-def encode_mask(mask: np.ndarray) -> Rle:
-    """One ``(H, W) bool`` mask -> COCO RLE."""
-    from pycocotools import mask as mask_utils
-
-    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-
-
 def uncrop_mask(mask: np.ndarray, crop_box: list[int], image_size: tuple[int, int]) -> np.ndarray:
     """Paste an ``(h, w)`` crop-frame mask into a zero ``(H, W) bool`` image mask."""
     x0, y0, x1, y1 = crop_box
@@ -141,14 +86,6 @@ def uncrop_mask(mask: np.ndarray, crop_box: list[int], image_size: tuple[int, in
     full = np.zeros(image_size, bool)
     full[y0:y1, x0:x1] = mask
     return full
-
-
-def uncrop_rle(rle: Rle, crop_box: list[int], image_size: tuple[int, int]) -> Rle:
-    """A crop-frame RLE as an RLE of the whole ``(H, W)`` image."""
-    x0, y0, x1, y1 = crop_box
-    if (x0, y0, x1, y1) == (0, 0, image_size[1], image_size[0]):
-        return rle
-    return encode_mask(uncrop_mask(decode_rle(rle), crop_box, image_size))
 
 
 def remove_small_regions(

@@ -20,6 +20,7 @@ import numpy as np
 from composeseg.image import ImageSource, load_image
 from composeseg.pipelines.amg import AutomaticMaskGenerator
 from composeseg.pipelines.amg_data import MaskSet
+from composeseg.pipelines.config import resolve_config
 from composeseg.transforms import upscale_logits
 
 if TYPE_CHECKING:
@@ -38,7 +39,15 @@ def require_pyedgeeval() -> Any:
 
 @dataclass(frozen=True)
 class EdgeConfig:
-    """Settings of :class:`EdgeDetection` (paper defaults)."""
+    """Settings of :class:`EdgeDetection` (the paper's §7.2 defaults).
+
+    Attributes:
+        points_per_side: grid of point prompts (16 in the paper).
+        points_per_batch: prompts decoded together.
+        box_nms_thresh: box IoU above which duplicate masks are dropped (0.7).
+        nms: apply structured-edge non-maximum suppression (needs ``pyEdgeEval``).
+        thin: thin the suppressed edges to one pixel (needs ``pyEdgeEval``).
+    """
 
     points_per_side: int = 16
     points_per_batch: int = 64
@@ -61,37 +70,31 @@ class EdgeDetection:
 
     Args:
         sam: a loaded model.
-        points_per_side: grid of point prompts (16 in the paper).
-        points_per_batch: prompts decoded together.
-        box_nms_thresh: box IoU above which duplicate masks are dropped (0.7).
-        nms: apply structured-edge non-maximum suppression (needs ``pyEdgeEval``).
-        thin: thin the suppressed edges to one pixel (needs ``pyEdgeEval``).
+        config: an :class:`EdgeConfig` (default: the paper's settings).
         progress: show a progress bar.
+        **overrides: :class:`EdgeConfig` fields, e.g. ``nms=False``.
     """
 
     def __init__(
         self,
         sam: Sam,
         *,
-        points_per_side: int = 16,
-        points_per_batch: int = 64,
-        box_nms_thresh: float = 0.7,
-        nms: bool = True,
-        thin: bool = True,
+        config: EdgeConfig | None = None,
         progress: bool = False,
+        **overrides: Any,
     ) -> None:
-        self.config = EdgeConfig(points_per_side, points_per_batch, box_nms_thresh, nms, thin)
-        if nms or thin:
+        self.config = cfg = resolve_config(EdgeConfig, config, overrides, "EdgeDetection")
+        if cfg.nms or cfg.thin:
             require_pyedgeeval()
         self.sam = sam
         self.generator = AutomaticMaskGenerator(
             sam,
-            points_per_side=points_per_side,
-            points_per_batch=points_per_batch,
+            progress=progress,
+            points_per_side=cfg.points_per_side,
+            points_per_batch=cfg.points_per_batch,
             pred_iou_thresh=0.0,
             stability_score_thresh=0.0,
-            box_nms_thresh=box_nms_thresh,
-            progress=progress,
+            box_nms_thresh=cfg.box_nms_thresh,
         )
         self.generator.progress_label = "edges"
 

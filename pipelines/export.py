@@ -1,5 +1,7 @@
 """Write instance results as COCO JSON (RLE), YOLO-seg or Pascal VOC, and read them back.
 
+COCO records are made and read by :mod:`composeseg.coco`, the library's one COCO writer.
+
 COCO uses pycocotools RLE, which keeps holes and is lossless; YOLO-seg and Pascal VOC store
 polygons and go through supervision's ``DetectionDataset`` writers.
 """
@@ -16,85 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from composeseg.io import mask_to_rle, write_json
+from composeseg.coco import annotations_to_detections, categories, detections_to_annotations
+from composeseg.io import write_json
+from composeseg.pipelines.detections import ImageResult
 
 if TYPE_CHECKING:
     import supervision as sv
-
-    from composeseg.pipelines.instance import ImageResult
-
-# per-detection data columns that export as numbers / strings in COCO records
-_SCALAR_DATA = ("class_name", "detector_score", "mask_score")
-
-
-def detections_to_coco_annotations(
-    detections: sv.Detections, image_id: int, first_id: int = 1
-) -> list[dict[str, Any]]:
-    """COCO annotation records (``bbox`` xywh pixels, RLE ``segmentation``, ``iscrowd=0``).
-
-    ``category_id`` is the detection's ``class_id`` (1 when there is none); ``score`` the
-    confidence; ``tracker_id`` and the data columns class_name / detector_score / mask_score
-    ride along as extra keys (COCO tools ignore them).
-    """
-    from pycocotools import mask as mask_utils
-
-    records = []
-    for i in range(len(detections)):
-        x0, y0, x1, y1 = (float(v) for v in detections.xyxy[i])
-        record: dict[str, Any] = {
-            "id": first_id + i,
-            "image_id": int(image_id),
-            "category_id": int(detections.class_id[i]) if detections.class_id is not None else 1,
-            "bbox": [x0, y0, x1 - x0, y1 - y0],
-            "iscrowd": 0,
-        }
-        if detections.mask is not None:
-            rle = mask_to_rle(detections.mask[i])
-            record["segmentation"] = rle
-            record["area"] = float(mask_utils.area({**rle, "counts": rle["counts"].encode()}))
-        else:
-            record["area"] = (x1 - x0) * (y1 - y0)
-        if detections.confidence is not None:
-            record["score"] = float(detections.confidence[i])
-        if detections.tracker_id is not None:
-            record["tracker_id"] = int(detections.tracker_id[i])
-        for key in _SCALAR_DATA:
-            if key in detections.data:
-                value = np.asarray(detections.data[key])[i]
-                record[key] = str(value) if key == "class_name" else float(value)
-        records.append(record)
-    return records
-
-
-def coco_annotations_to_detections(
-    records: Sequence[Mapping[str, Any]], image_size: tuple[int, int]
-) -> sv.Detections:
-    """The inverse of :func:`detections_to_coco_annotations` for one ``(H, W)`` image."""
-    import supervision as sv
-
-    from composeseg.adapters.coco import _mask
-
-    n = len(records)
-    xyxy = np.array([r["bbox"] for r in records], np.float32).reshape(-1, 4)
-    xyxy[:, 2:] += xyxy[:, :2]
-    masks = np.zeros((n, *image_size), bool)
-    for i, record in enumerate(records):
-        masks[i] = _mask(record, image_size)
-    data: dict[str, Any] = {}
-    for key in _SCALAR_DATA:
-        if n and all(key in r for r in records):
-            dtype = str if key == "class_name" else np.float32
-            data[key] = np.array([r[key] for r in records], dtype=dtype)
-    return sv.Detections(
-        xyxy=xyxy,
-        mask=masks,
-        confidence=np.array([r.get("score", 1.0) for r in records], np.float32),
-        class_id=np.array([r.get("category_id", 1) for r in records], np.int64),
-        tracker_id=np.array([r["tracker_id"] for r in records], np.int64)
-        if n and all("tracker_id" in r for r in records)
-        else None,
-        data=data,
-    )
 
 
 def write_image_result(path: str | os.PathLike, result: ImageResult) -> Path:
@@ -102,33 +31,23 @@ def write_image_result(path: str | os.PathLike, result: ImageResult) -> Path:
     height, width = result.image_size
     payload = {
         "image": {"file_name": result.name, "height": height, "width": width},
-        "annotations": detections_to_coco_annotations(result.detections, image_id=0),
+        "annotations": detections_to_annotations(result.detections, image_id=0),
     }
     return write_json(path, payload)
 
 
 def read_image_result(path: str | os.PathLike, source: Path | None = None) -> ImageResult:
     """Read a file written by :func:`write_image_result`."""
-    from composeseg.pipelines.instance import ImageResult
-
     payload = json.loads(Path(path).read_text())
     image = payload["image"]
     size = (int(image["height"]), int(image["width"]))
-    detections = coco_annotations_to_detections(payload["annotations"], size)
+    detections = annotations_to_detections(payload["annotations"], size)
     return ImageResult(str(image["file_name"]), detections, size, source)
 
 
 def category_table(results: Iterable[ImageResult]) -> dict[int, str]:
     """``{class_id: name}`` over all results (names from ``data["class_name"]``)."""
-    table: dict[int, str] = {}
-    for result in results:
-        d = result.detections
-        if d.class_id is None:
-            continue
-        names = d.data.get("class_name")
-        for i, class_id in enumerate(d.class_id):
-            table.setdefault(int(class_id), str(names[i]) if names is not None else str(class_id))
-    return table
+    return {c["id"]: c["name"] for c in categories([r.detections for r in results])}
 
 
 def to_coco(
@@ -151,7 +70,7 @@ def to_coco(
         image_id = image_ids[result.name] if image_ids is not None else index
         height, width = result.image_size
         images.append({"id": image_id, "file_name": result.name, "height": height, "width": width})
-        annotations += detections_to_coco_annotations(
+        annotations += detections_to_annotations(
             result.detections, image_id, first_id=len(annotations) + 1
         )
     table = dict(categories) if categories is not None else category_table(results)
@@ -250,8 +169,6 @@ def write_pascal_voc(
 
 
 __all__ = [
-    "coco_annotations_to_detections",
-    "detections_to_coco_annotations",
     "read_image_result",
     "to_coco",
     "write_coco",

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from composeseg.detections import assemble, empty_detections
 from composeseg.image import ImageSource, load_image
-from composeseg.pipelines.detections import empty_detections
+from composeseg.pipelines.config import resolve_config
+from composeseg.pipelines.detections import ImageResult
 from composeseg.prompts import Prompts
 
 if TYPE_CHECKING:
@@ -63,23 +65,6 @@ class InstanceConfig:
             raise ValueError(f"min_mask_area must be >= 0, got {self.min_mask_area}")
 
 
-@dataclass(frozen=True)
-class ImageResult:
-    """One image's output of :meth:`InstanceSegmentation.run`.
-
-    Attributes:
-        name: the image's file name (or ``image_<i>`` for arrays).
-        detections: masks ``(N, H, W) bool``, boxes, classes and scores.
-        image_size: ``(H, W)``.
-        path: the source file, when the image came from one.
-    """
-
-    name: str
-    detections: sv.Detections
-    image_size: tuple[int, int]
-    path: Path | None = None
-
-
 class InstanceSegmentation:
     """Segment every object a detector finds.
 
@@ -87,7 +72,8 @@ class InstanceSegmentation:
         sam: a loaded :class:`~composeseg.Sam`.
         detector: any callable ``image -> Prompts`` (see :mod:`composeseg.adapters`); None
             when the prompts come from elsewhere and only :meth:`segment` is called.
-        refine, multimask, mask_selection, min_mask_area: see :class:`InstanceConfig`.
+        config: an :class:`InstanceConfig`.
+        **overrides: :class:`InstanceConfig` fields, e.g. ``refine=False``.
 
     Calling ``pipe(image)`` returns ``supervision.Detections`` with ``mask (N, H, W) bool``,
     the detector's boxes (``xyxy``, pixels of the image, clipped to it), ``class_id``,
@@ -102,16 +88,14 @@ class InstanceSegmentation:
         sam: Sam,
         detector: Detector | None = None,
         *,
-        refine: bool = True,
-        multimask: bool = False,
-        mask_selection: MaskSelection = "score",
-        min_mask_area: int = 0,
+        config: InstanceConfig | None = None,
+        **overrides: Any,
     ) -> None:
         if detector is not None and not callable(detector) and not hasattr(detector, "detect_file"):
             raise TypeError(f"detector must be callable image -> Prompts, got {detector!r}")
         self.sam = sam
         self.detector = detector
-        self.config = InstanceConfig(refine, multimask, mask_selection, min_mask_area)
+        self.config = resolve_config(InstanceConfig, config, overrides, "InstanceSegmentation")
 
     def __repr__(self) -> str:
         return f"InstanceSegmentation({self.sam!r}, {self.detector!r}, {self.config})"
@@ -150,7 +134,7 @@ class InstanceSegmentation:
         prompts = fit_to_image(prompts, size)
         embedding = self.sam.embed(rgb)
         masks, mask_score = self._decode(embedding, prompts)
-        return self._detections(prompts, masks, mask_score, size)
+        return self._detections(prompts, masks, mask_score)
 
     def _decode(self, embedding: ImageEmbedding, prompts: Prompts) -> tuple[np.ndarray, np.ndarray]:
         import torch
@@ -161,8 +145,10 @@ class InstanceSegmentation:
         rows = torch.arange(len(prompts), device=logits.device)
         best, best_score = logits[rows, index], scores[rows, index]
         if cfg.refine:
-            refined = prompts.replace(mask_input=best.float().cpu().numpy())
-            logits, scores = self.sam.decode_low_res(embedding, refined, multimask=False)
+            # the best logits go back as the mask prompt, staying on the device
+            logits, scores = self.sam.decode_low_res(
+                embedding, prompts, multimask=False, mask_logits=best
+            )
             best, best_score = logits[:, 0], scores[:, 0]
         masks = self.sam.masks_from_logits(best[:, None], embedding)[:, 0]
         return masks, best_score.float().cpu().numpy()
@@ -185,38 +171,12 @@ class InstanceSegmentation:
         return _box_iou_of_masks(fg, boxes).argmax(dim=1)
 
     def _detections(
-        self, prompts: Prompts, masks: np.ndarray, mask_score: np.ndarray, size: tuple[int, int]
+        self, prompts: Prompts, masks: np.ndarray, mask_score: np.ndarray
     ) -> sv.Detections:
-        import supervision as sv
-
-        from composeseg.prediction import MaskPrediction
-
+        # a detector without scores counts as sure of every box: confidence = mask score
         n = len(prompts)
-        if prompts.boxes is not None:
-            xyxy = prompts.boxes
-        elif "detector_xyxy" in prompts.data:
-            xyxy = np.asarray(prompts.data["detector_xyxy"], np.float32)
-        else:
-            tight = MaskPrediction(
-                masks[:, None], mask_score[:, None], np.zeros((n, 1, 1, 1)), prompts, size
-            )
-            xyxy = tight.mask_boxes()[:, 0]
-        detector_score = (
-            prompts.confidence if prompts.confidence is not None else np.ones(n, np.float32)
-        )
-        data: dict[str, Any] = {
-            k: np.asarray(v) for k, v in prompts.data.items() if k != "detector_xyxy"
-        }
-        data["detector_score"] = detector_score.astype(np.float32)
-        data["mask_score"] = mask_score.astype(np.float32)
-        detections = sv.Detections(
-            xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4),
-            mask=masks,
-            confidence=(detector_score * np.clip(mask_score, 0, 1)).astype(np.float32),
-            class_id=prompts.class_id,
-            tracker_id=prompts.tracker_id,
-            data=data,
-        )
+        scores = prompts.confidence if prompts.confidence is not None else np.ones(n, np.float32)
+        detections = assemble(masks, prompts=prompts, mask_score=mask_score, detector_score=scores)
         if self.config.min_mask_area:
             keep = masks.reshape(n, -1).sum(1) >= self.config.min_mask_area
             return detections[keep]  # type: ignore[return-value]

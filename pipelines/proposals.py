@@ -7,14 +7,15 @@ A dense 64x64 point grid, no predicted-IoU or stability filtering, box NMS at 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from composeseg.image import ImageSource, load_image
 from composeseg.pipelines.amg import OUTPUTS, AutomaticMaskGenerator
 from composeseg.pipelines.amg_data import MaskSet, to_detections
-from composeseg.pipelines.amg_utils import rle_area
+from composeseg.pipelines.config import resolve_config
+from composeseg.rle import area as rle_area
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -24,7 +25,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ProposalConfig:
-    """Settings of :class:`ObjectProposals` (paper defaults)."""
+    """Settings of :class:`ObjectProposals` (the paper's §7.3 defaults).
+
+    Attributes:
+        points_per_side: point grid (64 in the paper).
+        points_per_batch: prompts decoded together.
+        box_nms_thresh: box IoU above which duplicates are dropped (0.9).
+        max_masks: proposals kept, best first (1000).
+        crop_n_layers: extra crop layers, as in :class:`AutomaticMaskGenerator` (0).
+        output: "mask" or "rle", as in :class:`AutomaticMaskGenerator`.
+    """
 
     points_per_side: int = 64
     points_per_batch: int = 64
@@ -57,40 +67,31 @@ class ObjectProposals:
 
     Args:
         sam: a loaded model.
-        points_per_side: point grid (64 in the paper).
-        points_per_batch: prompts decoded together.
-        box_nms_thresh: box IoU above which duplicates are dropped (0.9).
-        max_masks: proposals kept, best first (1000).
-        crop_n_layers: extra crop layers, as in :class:`AutomaticMaskGenerator` (0).
-        output: "mask" or "rle", as in :class:`AutomaticMaskGenerator`.
+        config: a :class:`ProposalConfig` (default: the paper's settings).
         progress: show a progress bar.
+        **overrides: :class:`ProposalConfig` fields, e.g. ``max_masks=100``.
     """
 
     def __init__(
         self,
         sam: Sam,
         *,
-        points_per_side: int = 64,
-        points_per_batch: int = 64,
-        box_nms_thresh: float = 0.9,
-        max_masks: int = 1000,
-        crop_n_layers: int = 0,
-        output: str = "mask",
+        config: ProposalConfig | None = None,
         progress: bool = False,
+        **overrides: Any,
     ) -> None:
-        self.config = ProposalConfig(
-            points_per_side, points_per_batch, box_nms_thresh, max_masks, crop_n_layers, output
-        )
+        self.config = resolve_config(ProposalConfig, config, overrides, "ObjectProposals")
+        cfg = self.config
         self.generator = AutomaticMaskGenerator(
             sam,
-            points_per_side=points_per_side,
-            points_per_batch=points_per_batch,
+            progress=progress,
+            points_per_side=cfg.points_per_side,
+            points_per_batch=cfg.points_per_batch,
             pred_iou_thresh=0.0,
             stability_score_thresh=0.0,
-            box_nms_thresh=box_nms_thresh,
-            crop_n_layers=crop_n_layers,
-            output=output,
-            progress=progress,
+            box_nms_thresh=cfg.box_nms_thresh,
+            crop_n_layers=cfg.crop_n_layers,
+            output=cfg.output,
         )
         self.generator.progress_label = "proposals"
 

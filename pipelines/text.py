@@ -15,14 +15,15 @@ queries are removed by mask NMS that also catches nested duplicates (:mod:`.mask
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from composeseg.crops import tight_boxes
+from composeseg.detections import assemble, empty_detections
+from composeseg.geometry import tight_boxes
 from composeseg.image import ImageSource, load_image
-from composeseg.pipelines.detections import empty_detections
+from composeseg.pipelines.config import resolve_config
 from composeseg.pipelines.instance import InstanceSegmentation
 from composeseg.pipelines.mask_nms import mask_nms
 from composeseg.prompts import Prompts, text_prompts
@@ -43,9 +44,10 @@ class TextConfig:
 
     Attributes:
         threshold: drop masks whose ``confidence`` is below this (per concept); None keeps all.
-        top_k: keep at most this many masks per concept (best first); None keeps all. With
-            the matcher alone and neither option set, one mask per concept is kept, since
-            every proposal gets a similarity to every text.
+        top_k: keep at most this many masks per concept (best first); None keeps all.
+            ``"auto"`` (the default) is resolved when the pipeline is built, and shows in its
+            ``config``: 1 for the matcher alone without a ``threshold`` (every proposal gets
+            a similarity to every text), None otherwise.
         nms_iou, nms_containment, nms_min_area_ratio: duplicate removal across all concepts
             (:func:`~composeseg.pipelines.mask_nms.mask_nms`); ``nms_iou=1`` disables it.
         refine: SAM's refinement pass for grounded boxes.
@@ -56,7 +58,7 @@ class TextConfig:
     """
 
     threshold: float | None = None
-    top_k: int | None = None
+    top_k: int | Literal["auto"] | None = "auto"
     nms_iou: float = 0.7
     nms_containment: float = 0.9
     nms_min_area_ratio: float = 0.5
@@ -66,7 +68,7 @@ class TextConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.quality_weight < float("inf"):
             raise ValueError(f"quality_weight must be >= 0 and finite, got {self.quality_weight}")
-        if self.top_k is not None and self.top_k < 1:
+        if self.top_k is not None and self.top_k != "auto" and self.top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None, got {self.top_k}")
         if self.threshold is not None and not np.isfinite(self.threshold):
             raise ValueError(f"threshold must be finite or None, got {self.threshold}")
@@ -100,8 +102,8 @@ class TextSegmentation:
             :class:`~composeseg.pipelines.AutomaticMaskGenerator` with a 16 x 16 grid and
             looser filters than Meta's (predicted IoU 0.5, stability 0.7): a missed object
             cannot be found by any text, an extra proposal is only one more for CLIP to reject.
-        threshold, top_k, nms_iou, nms_containment, nms_min_area_ratio, refine,
-            quality_weight: see :class:`TextConfig`.
+        config: a :class:`TextConfig`.
+        **overrides: :class:`TextConfig` fields, e.g. ``top_k=1``.
 
     ``pipe(image, "a red car")`` or ``pipe(image, ["cat", "remote control"])`` returns
     ``supervision.Detections``: ``mask (N, H, W) bool``, ``xyxy`` pixels of the image,
@@ -118,13 +120,8 @@ class TextSegmentation:
         grounder: TextGrounder | None = None,
         matcher: ClipMatcher | None = None,
         generator: AutomaticMaskGenerator | None = None,
-        threshold: float | None = None,
-        top_k: int | None = None,
-        nms_iou: float = 0.7,
-        nms_containment: float = 0.9,
-        nms_min_area_ratio: float = 0.5,
-        refine: bool = True,
-        quality_weight: float = 0.25,
+        config: TextConfig | None = None,
+        **overrides: Any,
     ) -> None:
         self.native = hasattr(sam, "segment_concepts")
         if self.native and grounder is not None:
@@ -135,14 +132,16 @@ class TextSegmentation:
                 "or pass a ConceptSam (SAM 3)"
             )
         self.matcher_only = not self.native and grounder is None
-        if self.matcher_only and top_k is None and threshold is None:
-            top_k = 1
+        config = resolve_config(TextConfig, config, overrides, "TextSegmentation")
+        if config.top_k == "auto":
+            # every automatic mask is a candidate for every text: by default the matcher
+            # keeps its best one per text, unless a threshold decides
+            auto = 1 if self.matcher_only and config.threshold is None else None
+            config = replace(config, top_k=auto)
         self.sam = sam
         self.grounder = grounder
         self.matcher = matcher
-        self.config = TextConfig(
-            threshold, top_k, nms_iou, nms_containment, nms_min_area_ratio, refine, quality_weight
-        )
+        self.config = config
         self._generator = generator
         # turns the grounder's boxes into masks (used by the grounder route only)
         self._segmenter = InstanceSegmentation(sam, refine=self.config.refine)
@@ -283,18 +282,17 @@ def _detections(
     texts: list[str],
     size: tuple[int, int],
 ) -> sv.Detections:
-    import supervision as sv
-
     if not len(rows):
         return empty_detections(size, {"class_name": str})
     data: dict[str, Any] = {"class_name": np.asarray([texts[c] for c in concept])}
     if similarity is not None:
         data["clip_similarity"] = similarity.astype(np.float32)
-    return sv.Detections(
-        xyxy=found.boxes[rows].astype(np.float32),
-        mask=found.masks[rows],
-        confidence=score.astype(np.float32),
-        class_id=concept.astype(np.int64),
+    # the ranking score (grounder or matcher) already weighs in mask quality: no mask score
+    return assemble(
+        found.masks[rows],
+        xyxy=found.boxes[rows],
+        detector_score=score,
+        class_id=concept,
         data=data,
     )
 

@@ -22,28 +22,27 @@ identity (a box and one low-res logit map) plus the tracker's own bounded state.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from composeseg.crops import tight_boxes
-from composeseg.pipelines.detections import empty_detections
+from composeseg.detections import empty_detections
+from composeseg.geometry import box_iou, mask_iou, tight_boxes
+from composeseg.pipelines.config import resolve_config
 from composeseg.pipelines.video_config import VideoSegmentationConfig
-from composeseg.pipelines.video_io import Frame, VideoSource, progress, read_frames
+from composeseg.pipelines.video_io import Frame, VideoSource, read_frames
 from composeseg.pipelines.video_tracks import (
     VIDEO_COLUMNS,
     Rows,
     Track,
-    box_iou_matrix,
     build_detections,
     make_tracker,
-    mask_iou_matrix,
     match,
     resolve_overlaps,
     shift_logits,
     with_gap_rows,
 )
+from composeseg.progress import progress as progress_bar
 from composeseg.prompts import Prompts
 
 if TYPE_CHECKING:
@@ -85,11 +84,9 @@ class VideoSegmentation:
     ) -> None:
         if not callable(detector):
             raise TypeError(f"detector must be callable image -> Prompts, got {detector!r}")
-        known = {f.name for f in fields(VideoSegmentationConfig)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown VideoSegmentation options {unknown}; known: {sorted(known)}")
-        self.config = replace(config or VideoSegmentationConfig(), **overrides)
+        self.config = resolve_config(
+            VideoSegmentationConfig, config, overrides, "VideoSegmentation"
+        )
         self.sam = sam
         self.detector = detector
         self.tracker_spec = tracker
@@ -120,19 +117,19 @@ class VideoSegmentation:
         self._next_id = 1
         self._frame = 0
 
-    def __call__(
-        self, source: VideoSource, *, show_progress: bool = False
-    ) -> Iterator[sv.Detections]:
+    def __call__(self, source: VideoSource, *, progress: bool = False) -> Iterator[sv.Detections]:
         """Yield one ``Detections`` per frame of ``source`` (path, folder or iterable of frames)."""
-        for _, detections in self.frames(source, show_progress=show_progress):
+        for _, detections in self.frames(source, progress=progress):
             yield detections
 
     def frames(
-        self, source: VideoSource, *, show_progress: bool = False, total: int | None = None
+        self, source: VideoSource, *, progress: bool = False, total: int | None = None
     ) -> Iterator[tuple[Frame, sv.Detections]]:
         """Like calling the pipeline, but yields ``(Frame, Detections)`` pairs (for writers)."""
         self.reset()
-        for frame in progress(read_frames(source), total=total, enabled=show_progress):
+        frames = read_frames(source)
+        bar = progress_bar(frames, total=total, desc="track", unit="frame", enabled=progress)
+        for frame in bar:
             yield frame, self.step(frame.image)
 
     def step(self, image: np.ndarray) -> sv.Detections:
@@ -230,7 +227,7 @@ class VideoSegmentation:
             track = self.tracks.get(track_id)
             if track is None or track.logits.shape != (size, size):
                 continue
-            iou = box_iou_matrix(track.predicted_box(t)[None], rows.boxes[i : i + 1])[0, 0]
+            iou = box_iou(track.predicted_box(t)[None], rows.boxes[i : i + 1])[0, 0]
             if rows.gap[i] or iou >= self.config.mask_prompt_min_iou:
                 out[i] = self._shifted(track, embedding)
         return out if np.isfinite(out).any() else None
@@ -303,7 +300,7 @@ class VideoSegmentation:
             previous = np.stack([self._shifted(track, embedding) > 0 for track in candidates])
             predicted = np.stack([track.predicted_box(t) for track in candidates])
             similarity = np.maximum(
-                mask_iou_matrix(fg[fresh], previous), box_iou_matrix(rows.boxes[fresh], predicted)
+                mask_iou(fg[fresh], previous), box_iou(rows.boxes[fresh], predicted)
             )
             pairs = match(similarity, cfg.association_iou)
             for row, col in pairs:
@@ -318,7 +315,7 @@ class VideoSegmentation:
             keep &= ~emptied  # every pixel went to other objects
             fg = logits > 0
         if len(gap_rows):
-            overlap = mask_iou_matrix(fg[gap_rows], fg[detected]).max(axis=1, initial=0.0)
+            overlap = mask_iou(fg[gap_rows], fg[detected]).max(axis=1, initial=0.0)
             keep[gap_rows] &= overlap < cfg.association_iou
         # 3. new identities, and aliases from tracker ids to output ids
         for i in detected:
@@ -342,7 +339,7 @@ class VideoSegmentation:
         boxes[gap] = mask_boxes[gap]
         # tracks move with their masks, whose boxes are steadier than a jittery detector's;
         # unless the mask disagrees with its detection (a weak model), then the detection
-        agree = box_iou_matrix(mask_boxes, boxes).diagonal() >= 0.5
+        agree = box_iou(mask_boxes, boxes).diagonal() >= 0.5
         memory = np.where((agree | gap)[:, None], mask_boxes, boxes)
         self._remember(rows, index, ids, memory, logits)
         return build_detections(rows, index, ids, boxes, masks, scores, cfg.min_mask_area)

@@ -12,12 +12,9 @@ import warnings
 from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    pass
 
 VideoSource = str | os.PathLike | Iterable[Any]
 """A video file, a folder of image files (sorted by name), or any iterable of frames (RGB
@@ -242,10 +239,3 @@ def _read_iterable(frames: Iterable[Any], fps: float | None) -> Iterator[Frame]:
             continue
         yield Frame(index, rgb, None if fps is None else index / fps)
         index += 1
-
-
-def progress(frames: Iterable[Frame], *, total: int | None = None, enabled: bool = True) -> Any:
-    """Wrap frames in a progress bar counting frames and showing frames/s (ETA with a total)."""
-    from composeseg.progress import progress as bar
-
-    return bar(frames, total=total, desc="track", unit="frame", enabled=enabled)

@@ -186,7 +186,7 @@ class ResultsWriter:
 
     def write(self, frame_index: int, detections: sv.Detections, size: tuple[int, int]) -> None:
         """Add one frame's detections (``xyxy`` pixels, ``mask (N, H, W)``, ``tracker_id``)."""
-        from composeseg.io import mask_to_rle
+        from composeseg.coco import detections_to_annotations
 
         self._size = size
         self._frames = max(self._frames, frame_index + 1)
@@ -195,6 +195,11 @@ class ResultsWriter:
         scores = detections.confidence if detections.confidence is not None else np.ones(n)
         classes = detections.class_id if detections.class_id is not None else np.zeros(n, int)
         names = detections.data.get("class_name")
+        records = (
+            detections_to_annotations(detections, frame_index, first_id=self._count + 1)
+            if self._json is not None
+            else []
+        )
         for i in range(n):
             x0, y0, x1, y1 = (float(v) for v in detections.xyxy[i])
             if names is not None:
@@ -205,20 +210,8 @@ class ResultsWriter:
                     f"{y1 - y0:.2f},{float(scores[i]):.4f},{int(classes[i])},-1,-1\n"
                 )
             if self._json is not None:
-                record: dict[str, Any] = {
-                    "id": self._count + 1,
-                    "frame_index": frame_index,
-                    "track_id": int(ids[i]),
-                    "category_id": int(classes[i]),
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "score": float(scores[i]),
-                }
-                if detections.mask is not None:
-                    record["segmentation"] = mask_to_rle(detections.mask[i])
-                    record["area"] = int(detections.mask[i].sum())
-                for key, values in detections.data.items():
-                    value = np.asarray(values)[i]
-                    record[key] = value.tolist() if isinstance(value, np.ndarray) else value.item()
+                # COCO records keyed by frame (image_id = frame index) with the track's id
+                record = {"frame_index": frame_index, "track_id": int(ids[i]), **records[i]}
                 prefix = ",\n" if self._count else ""
                 self._json.write(prefix + json.dumps(record))
             self._count += 1

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from composeseg.pipelines.video_io import Frame, VideoSource, progress, read_frames
-from composeseg.pipelines.video_tracks import box_iou_matrix, match
+from composeseg.geometry import box_iou
+from composeseg.pipelines.config import resolve_config
+from composeseg.pipelines.video_io import Frame, VideoSource, read_frames
+from composeseg.pipelines.video_tracks import match
+from composeseg.progress import progress as progress_bar
 from composeseg.prompts import Prompts
 
 if TYPE_CHECKING:
@@ -163,7 +166,7 @@ class Sam2Propagation:
         self.device = next(self.model.parameters()).device
         self.dtype = torch.float32
         self.detector = detector
-        self.config = replace(config or PropagationConfig(), **overrides)
+        self.config = resolve_config(PropagationConfig, config, overrides, "Sam2Propagation")
         self.image_size = int(self.model.config.prompt_encoder_config.image_size)
         model_config = self.model.config
         self._keep = max(model_config.num_maskmem, model_config.max_object_pointers_in_encoder)
@@ -175,7 +178,7 @@ class Sam2Propagation:
         return f"Sam2Propagation(image_size={self.image_size}, {self.config})"
 
     def __call__(
-        self, source: VideoSource, prompts: Prompts | None = None, *, show_progress: bool = False
+        self, source: VideoSource, prompts: Prompts | None = None, *, progress: bool = False
     ) -> Iterator[sv.Detections]:
         """One ``Detections`` per frame of ``source``.
 
@@ -183,7 +186,7 @@ class Sam2Propagation:
             prompts: boxes ``(N, 4)`` xyxy pixels of the first frame (with optional
                 ``class_id`` / ``data["class_name"]``); default: the detector's boxes.
         """
-        for _, detections in self.frames(source, prompts, show_progress=show_progress):
+        for _, detections in self.frames(source, prompts, progress=progress):
             yield detections
 
     def frames(
@@ -191,14 +194,16 @@ class Sam2Propagation:
         source: VideoSource,
         prompts: Prompts | None = None,
         *,
-        show_progress: bool = False,
+        progress: bool = False,
         total: int | None = None,
     ) -> Iterator[tuple[Frame, sv.Detections]]:
         """Like calling the engine, but yields ``(Frame, Detections)`` pairs (for writers)."""
         if prompts is None and self.detector is None:
             raise ValueError("give first-frame prompts or a detector")
         self.reset()
-        for frame in progress(read_frames(source), total=total, enabled=show_progress):
+        frames = read_frames(source)
+        bar = progress_bar(frames, total=total, desc="track", unit="frame", enabled=progress)
+        for frame in bar:
             given = prompts if frame.index == 0 else None
             yield frame, self.step(frame.image, frame.index, given)
 
@@ -244,7 +249,7 @@ class Sam2Propagation:
         boxes = np.zeros((0, 4), np.float32) if fitted is None else fitted
         ids = list(self.objects)
         current = np.array([self.objects[i].box for i in ids], np.float32).reshape(-1, 4)
-        pairs = match(box_iou_matrix(current, boxes.astype(np.float32)), self.config.match_iou)
+        pairs = match(box_iou(current, boxes.astype(np.float32)), self.config.match_iou)
         matched_objects = {ids[r] for r, _ in pairs}
         matched_boxes = {c for _, c in pairs}
         for obj_id in ids:
@@ -333,15 +338,15 @@ def _processor(image_size: int) -> Any:
 def _detections(
     visible: dict[int, np.ndarray], objects: dict[int, _Object], size: tuple[int, int]
 ) -> sv.Detections:
-    import supervision as sv
+    from composeseg.detections import assemble
 
     ids = sorted(visible)
     n = len(ids)
-    masks = np.stack([visible[i] for i in ids]) if n else np.zeros((0, *size), bool)
-    return sv.Detections(
+    # SAM 2 propagation reports no mask score: confidence is the detector's score
+    return assemble(
+        np.stack([visible[i] for i in ids]) if n else np.zeros((0, *size), bool),
         xyxy=np.array([objects[i].box for i in ids], np.float32).reshape(n, 4),
-        mask=masks,
-        confidence=np.array([objects[i].score for i in ids], np.float32),
+        detector_score=np.array([objects[i].score for i in ids], np.float32),
         class_id=np.array([objects[i].class_id for i in ids], np.int64),
         tracker_id=np.array(ids, np.int64),
         data={"class_name": np.array([objects[i].class_name for i in ids], dtype=str)},

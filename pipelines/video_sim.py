@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from composeseg.geometry import clip_boxes
 from composeseg.prompts import Prompts
 
 
@@ -107,8 +108,7 @@ class SimulatedDetector:
             x0, y0, x1, y1 = (float(v) for v in inst.box)
             w, h = x1 - x0, y1 - y0
             box = np.array([x0, y0, x1, y1]) + noise * np.array([w, h, w, h])
-            box[0::2] = box[0::2].clip(0, width)
-            box[1::2] = box[1::2].clip(0, height)
+            box = clip_boxes(box, (height, width))
             if box[2] - box[0] < 1 or box[3] - box[1] < 1:
                 continue
             boxes.append(box)

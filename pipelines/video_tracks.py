@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from composeseg.geometry import clip_boxes
+
 if TYPE_CHECKING:
     import supervision as sv
 
@@ -125,32 +127,6 @@ def shift_logits(logits: np.ndarray, dy: float, dx: float) -> np.ndarray:
     return out
 
 
-def mask_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(N, M)`` IoU between ``(N, H, W)`` and ``(M, H, W)`` boolean masks (0 for two empties)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    fa = a.reshape(len(a), -1).astype(np.float32)
-    fb = b.reshape(len(b), -1).astype(np.float32)
-    inter = fa @ fb.T
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-6), 0.0).astype(np.float32)
-
-
-def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(N, M)`` IoU between ``(N, 4)`` and ``(M, 4)`` xyxy boxes."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = (x1 - x0).clip(0) * (y1 - y0).clip(0)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return (inter / np.maximum(union, 1e-6)).astype(np.float32)
-
-
 def match(similarity: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     """Optimal one-to-one ``(row, col)`` pairs with similarity ``>= threshold`` (Hungarian)."""
     if similarity.size == 0:
@@ -194,24 +170,21 @@ def build_detections(
     scores: np.ndarray,
     min_mask_area: int,
 ) -> sv.Detections:
-    import supervision as sv
+    from composeseg.detections import assemble
 
-    mask_score = scores[index].astype(np.float32)
-    detector_score = rows.detector_score[index]
     data: dict[str, Any] = {
-        "detector_score": detector_score,
-        "mask_score": mask_score,
         "gap_filled": rows.gap[index],
         "source_tracker_id": rows.tracker_ids[index],
     }
     if rows.class_name is not None:
         data["class_name"] = rows.class_name[index]
-    detections = sv.Detections(
-        xyxy=boxes.reshape(-1, 4),
-        mask=masks,
-        confidence=(detector_score * np.clip(mask_score, 0, 1)).astype(np.float32),
+    detections = assemble(
+        masks,
+        xyxy=boxes,
+        mask_score=scores[index],
+        detector_score=rows.detector_score[index],
         class_id=rows.class_id[index],
-        tracker_id=ids[index].astype(np.int64),
+        tracker_id=ids[index],
         data=data,
     )
     order = np.argsort(ids[index], kind="stable")
@@ -272,11 +245,8 @@ def with_gap_rows(rows: Rows, lost: list[Track], frame: int, size: tuple[int, in
     """``rows`` plus one row per lost track, at its box extrapolated to ``frame`` and clipped to
     the ``(H, W)`` image (tracks whose box leaves the image are not added)."""
     boxes, kept = [], []
-    height, width = size
     for track in lost:
-        box = track.predicted_box(frame)
-        box[0::2] = box[0::2].clip(0, width)
-        box[1::2] = box[1::2].clip(0, height)
+        box = clip_boxes(track.predicted_box(frame), size)
         if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
             boxes.append(box)
             kept.append(track)

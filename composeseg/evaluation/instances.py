@@ -226,7 +226,7 @@ def _predictions(source: Any, gt: Any, image_dir: Any, progress: bool) -> list[d
 
 
 def _from_results(results: Iterable[Any], gt: Any) -> list[dict[str, Any]]:
-    from composeseg.pipelines.export import detections_to_coco_annotations
+    from composeseg.coco import detections_to_annotations
 
     ids = _file_ids(gt)
     records: list[dict[str, Any]] = []
@@ -234,8 +234,8 @@ def _from_results(results: Iterable[Any], gt: Any) -> list[dict[str, Any]]:
         key = str(result.name)
         if key not in ids and Path(key).name not in ids:
             raise ValueError(f"image {key!r} is not in the ground truth")
-        image_id = ids.get(key, ids.get(Path(key).name))
-        records += detections_to_coco_annotations(result.detections, image_id, len(records) + 1)
+        image_id = ids[key] if key in ids else ids[Path(key).name]
+        records += detections_to_annotations(result.detections, image_id, len(records) + 1)
     return records
 
 

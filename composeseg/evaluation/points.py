@@ -118,7 +118,7 @@ def image_ious(
     Returns:
         ``{"box", "one_point_oracle", "one_point_confident", "interactive"}`` -> ``(N,)``.
     """
-    from composeseg.train.prompts import mask_boxes
+    from composeseg.geometry import tight_boxes
 
     if interactive_points < 1:
         raise ValueError(f"interactive_points must be >= 1, got {interactive_points}")
@@ -131,7 +131,7 @@ def image_ious(
     if empty.any():
         raise ValueError(f"masks[{int(np.argmax(empty))}] is empty")
     embedding = sam.embed(image)
-    box = sam.segment(embedding, boxes=mask_boxes(masks))
+    box = sam.segment(embedding, boxes=tight_boxes(masks))
     points = np.array([farthest_point(m) for m in masks], np.float32).reshape(-1, 1, 2)
     labels = np.ones((len(masks), 1), np.int64)
     one = sam.segment(embedding, points=points, point_labels=labels, multimask=True)

@@ -65,12 +65,12 @@ def detections_to_results(image_id: int, detections: Any) -> list[dict[str, Any]
     Masks come from ``detections.mask`` ``(N, H, W) bool`` or, when it is None, from
     ``detections.data["rle"]`` (COCO RLEs); scores from ``confidence`` (1 when absent).
     """
-    from composeseg.io import mask_to_rle
+    from composeseg.rle import encode_mask
 
     count = len(detections)
     scores = detections.confidence if detections.confidence is not None else np.ones(count)
     if detections.mask is not None:
-        rles = [mask_to_rle(m) for m in detections.mask]
+        rles = [encode_mask(m) for m in detections.mask]
     elif "rle" in detections.data:
         rles = [dict(r) for r in detections.data["rle"]]
     else:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from composeseg.geometry import box_iou, mask_iou
+
 # ids of successive sequences are offset by this much so that they never collide
 _SEQUENCE_STRIDE = 1 << 40
 
@@ -57,20 +59,6 @@ class TrackingMetrics:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _iou_masks(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    fa = a.reshape(len(a), -1).astype(np.float32)
-    fb = b.reshape(len(b), -1).astype(np.float32)
-    inter = fa @ fb.T
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-6), 0.0)
-
-
-def _iou_boxes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from trackers.eval import box_iou
-
-    return np.asarray(box_iou(a, b, box_format="xyxy"), np.float64)
 
 
 class TrackingEvaluator:
@@ -138,7 +126,7 @@ class TrackingEvaluator:
                     f"mask sizes differ: gt {gt_masks.shape[1:]}, predicted {pred_masks.shape[1:]}"
                 )
             similarity = (
-                _iou_masks(gt_masks, pred_masks)
+                mask_iou(gt_masks, pred_masks)
                 if len(gt_ids) and len(pred_ids)
                 else np.zeros((len(gt_ids), len(pred_ids)))
             )
@@ -148,7 +136,7 @@ class TrackingEvaluator:
             gt_b = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
             pred_b = np.asarray(pred_boxes, np.float64).reshape(-1, 4)
             similarity = (
-                _iou_boxes(gt_b, pred_b)
+                box_iou(gt_b, pred_b)
                 if len(gt_ids) and len(pred_ids)
                 else np.zeros((len(gt_ids), len(pred_ids)))
             )

@@ -8,36 +8,17 @@ PNG or JSON under the final name.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Iterable
-from functools import partial
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from composeseg.io import write_image, write_json
+from composeseg.rle import encode_mask
 from composeseg.synthetic.scenes import Scene
 from composeseg.synthetic.shapes import KINDS
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _save_png(image: np.ndarray, path: Path) -> None:
-    Image.fromarray(image).save(path, format="PNG")
-
-
-def _save_json(data: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(data), encoding="utf-8")
 
 
 def coco_categories() -> list[dict[str, Any]]:
@@ -68,8 +49,6 @@ def scenes_to_coco(
     Raises:
         ValueError: if two scenes map to the same file name.
     """
-    from pycocotools import mask as mask_utils  # only exporting needs pycocotools
-
     image_dir = Path(image_dir)
     image_dir.mkdir(parents=True, exist_ok=True)
     images: list[dict[str, Any]] = []
@@ -80,7 +59,7 @@ def scenes_to_coco(
         if file_name in seen:
             raise ValueError(f"file_pattern gives duplicate file name {file_name!r}")
         seen.add(file_name)
-        _write_atomic(image_dir / file_name, partial(_save_png, scene.image))
+        write_image(image_dir / file_name, scene.image)
         image_id = index + 1
         images.append(
             {
@@ -92,15 +71,14 @@ def scenes_to_coco(
             }
         )
         for inst in scene.instances:
-            rle = mask_utils.encode(np.asfortranarray(inst.mask.astype(np.uint8)))
             x1, y1, x2, y2 = (float(v) for v in inst.box)
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": image_id,
                     "category_id": inst.category_id,
-                    "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode()},
-                    "area": float(mask_utils.area(rle)),
+                    "segmentation": encode_mask(inst.mask),
+                    "area": float(np.count_nonzero(inst.mask)),
                     "bbox": [x1, y1, x2 - x1, y2 - y1],
                     "iscrowd": 0,
                     "caption": inst.caption,
@@ -129,5 +107,5 @@ def write_coco(
     out_dir = Path(out_dir)
     data = scenes_to_coco(scenes, out_dir / "images", file_pattern=file_pattern)
     json_path = out_dir / "annotations.json"
-    _write_atomic(json_path, partial(_save_json, data))
+    write_json(json_path, data)
     return json_path

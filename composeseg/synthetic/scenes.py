@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from composeseg.crops import tight_boxes
+from composeseg.geometry import tight_boxes
 from composeseg.synthetic.shapes import (
     COLORS,
     KINDS,
@@ -241,10 +241,6 @@ class Scene:
     def boxes(self) -> np.ndarray:
         """``(N, 4) float32`` xyxy pixel boxes of the visible masks."""
         return stack_boxes(self.instances)
-
-    def category_ids(self) -> np.ndarray:
-        """``(N,) int64`` category ids (``1 + KINDS.index(kind)``)."""
-        return np.array([inst.category_id for inst in self.instances], dtype=np.int64)
 
     def label_map(self) -> np.ndarray:
         """``(H, W) int32``: 0 for background, else the ``instance_id`` owning the pixel."""

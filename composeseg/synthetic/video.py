@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from composeseg.crops import tight_boxes
+from composeseg.geometry import tight_boxes
 from composeseg.synthetic.scenes import (
     check,
     check_choices,

@@ -94,12 +94,12 @@ def export_model(model: SamModel, directory: Path, dtype: str = "float32") -> Pa
     old = directory.with_name(f".{directory.name}.old")
     for stale in (tmp, old):
         shutil.rmtree(stale, ignore_errors=True)
-    from composeseg.loading import _quiet_transformers
+    from composeseg.device import quiet_loading
 
     exported = copy.deepcopy(model).eval()
     if dtype == "float16":
         exported = exported.half()
-    with _quiet_transformers():
+    with quiet_loading():
         exported.save_pretrained(tmp)
     for file in tmp.iterdir():  # safetensors writes 0600 files; a shipped model must be readable
         file.chmod(0o644)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from composeseg.geometry import clip_boxes
+
 PADDING_LABEL = -1
 """Label of a point the prompt encoder ignores (used when a prediction has no error left)."""
 
@@ -26,7 +28,7 @@ def mask_boxes(masks: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: an empty mask, naming its index.
     """
-    from composeseg.crops import tight_boxes
+    from composeseg.geometry import tight_boxes
 
     masks = _as_masks(masks, "masks")
     empty = ~masks.reshape(len(masks), -1).any(1)
@@ -58,8 +60,7 @@ def noisy_boxes(
     scale = np.tile(sides, 2) * noise_std  # (x0, y0, x1, y1) use (w, h, w, h)
     noise = np.clip(rng.normal(size=boxes.shape) * scale, -noise_max, noise_max)
     boxes += noise
-    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+    boxes = clip_boxes(boxes, (height, width))
     boxes[:, 2] = np.maximum(boxes[:, 2], np.minimum(boxes[:, 0] + 1, width))
     boxes[:, 0] = np.minimum(boxes[:, 0], boxes[:, 2] - 1)
     boxes[:, 3] = np.maximum(boxes[:, 3], np.minimum(boxes[:, 1] + 1, height))

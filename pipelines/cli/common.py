@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,48 +41,20 @@ def write_results(
 ) -> dict[str, Path]:
     """Write ``annotated.png``, ``masks/NNN.png`` and ``predictions.json`` (COCO, RLE masks).
 
-    Every file is written atomically; returns the paths by role.
+    Every file is written atomically; returns the paths by role. Detections whose masks are
+    kept as RLE (``mask`` None, ``data["rle"]``) get ``predictions.json`` alone.
     """
-    from composeseg.io import mask_to_rle, write_image, write_json
+    from composeseg.coco import single_image_payload
+    from composeseg.io import write_image, write_json
     from composeseg.pipelines.visualize import annotate
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"annotated": write_image(out_dir / "annotated.png", annotate(image, detections))}
-    annotations: list[dict[str, Any]] = []
-    masks = detections.mask if detections.mask is not None else np.zeros((0, 1, 1), bool)
-    for i, mask in enumerate(masks):
-        write_image(out_dir / "masks" / f"{i:03d}.png", mask)
-        x0, y0, x1, y1 = (float(v) for v in detections.xyxy[i])
-        record: dict[str, Any] = {
-            "id": i + 1,
-            "image_id": 1,
-            "category_id": int(detections.class_id[i]) if detections.class_id is not None else 1,
-            "segmentation": mask_to_rle(mask),
-            "area": int(mask.sum()),
-            "bbox": [x0, y0, x1 - x0, y1 - y0],
-            "iscrowd": 0,
-        }
-        if detections.confidence is not None:
-            record["score"] = float(detections.confidence[i])
-        for key, values in detections.data.items():
-            value = np.asarray(values)[i]
-            record[key] = value.tolist() if isinstance(value, np.ndarray) else value.item()
-        annotations.append(record)
-    height, width = image.shape[:2]
-    payload = {
-        "images": [{"id": 1, "file_name": image_name, "height": height, "width": width}],
-        "annotations": annotations,
-        "categories": _categories(detections),
-    }
+    paths: dict[str, Path] = {}
+    if detections.mask is not None or "rle" not in detections.data:
+        paths["annotated"] = write_image(out_dir / "annotated.png", annotate(image, detections))
+        masks = detections.mask if detections.mask is not None else np.zeros((0, 1, 1), bool)
+        for i, mask in enumerate(masks):
+            write_image(out_dir / "masks" / f"{i:03d}.png", mask)
+    payload = single_image_payload(detections, image_name, image.shape[:2])
     paths["predictions"] = write_json(out_dir / "predictions.json", payload)
     return paths
-
-
-def _categories(detections: sv.Detections) -> list[dict[str, Any]]:
-    if detections.class_id is None:
-        return [{"id": 1, "name": "object"}]
-    names = detections.data.get("class_name")
-    seen: dict[int, str] = {}
-    for i, class_id in enumerate(detections.class_id):
-        seen.setdefault(int(class_id), str(names[i]) if names is not None else str(class_id))
-    return [{"id": k, "name": v} for k, v in sorted(seen.items())]

@@ -15,10 +15,12 @@ def run_detector(args: argparse.Namespace) -> int:
     such folder per image (``OUTDIR/<stem>/``) plus ``OUTDIR/instances.json`` (COCO, RLE) for
     a directory. Images whose folder already has ``predictions.json`` are not recomputed.
     """
+    from composeseg.coco import annotations_to_detections
     from composeseg.image import load_image
     from composeseg.pipelines.cli.detector_options import build_pipeline
-    from composeseg.pipelines.export import coco_annotations_to_detections, write_coco
-    from composeseg.pipelines.instance import ImageResult, list_images
+    from composeseg.pipelines.detections import ImageResult
+    from composeseg.pipelines.export import write_coco
+    from composeseg.pipelines.instance import list_images
 
     if args.detector is None:
         raise ValueError(f"{args.image} is a directory: give --detector SPEC")
@@ -39,7 +41,7 @@ def run_detector(args: argparse.Namespace) -> int:
             payload = json.loads(done.read_text())
             info = payload["images"][0]
             size = (int(info["height"]), int(info["width"]))
-            detections = coco_annotations_to_detections(payload["annotations"], size)
+            detections = annotations_to_detections(payload["annotations"], size)
             results.append(ImageResult(path.name, detections, size, path))
             print(f"{path.name}: done before, skipped")
             continue

@@ -82,44 +82,6 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
     )
     detections = generator(image)
-    if args.rle:
-        path = write_rle_results(args.output, image.shape[:2], detections, args.image.name)
-    else:
-        path = write_results(args.output, image, detections, args.image.name)["annotated"]
-    print(f"{len(detections)} mask(s) -> {path}")
+    paths = write_results(args.output, image, detections, args.image.name)
+    print(f"{len(detections)} mask(s) -> {paths.get('annotated', paths['predictions'])}")
     return 0
-
-
-def write_rle_results(
-    out_dir: Path, image_size: tuple[int, int], detections: Any, image_name: str
-) -> Path:
-    """``predictions.json`` (COCO, RLE masks) from detections whose masks are in
-    ``data["rle"]``; written atomically."""
-    from composeseg.io import write_json
-
-    annotations = []
-    for i in range(len(detections)):
-        x0, y0, x1, y1 = (float(v) for v in detections.xyxy[i])
-        rle = detections.data["rle"][i]
-        annotations.append(
-            {
-                "id": i + 1,
-                "image_id": 1,
-                "category_id": 1,
-                "segmentation": rle,
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "iscrowd": 0,
-                "score": float(detections.confidence[i]),
-                "stability_score": float(detections.data["stability_score"][i]),
-                "point": detections.data["point"][i].tolist(),
-                "crop_box": detections.data["crop_box"][i].tolist(),
-            }
-        )
-    height, width = image_size
-    payload = {
-        "images": [{"id": 1, "file_name": image_name, "height": height, "width": width}],
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "object"}],
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return write_json(out_dir / "predictions.json", payload)

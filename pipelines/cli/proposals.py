@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from composeseg.pipelines.cli.common import add_model_options, load_model
-from composeseg.pipelines.cli.everything import add_grid_options, write_rle_results
+from composeseg.pipelines.cli.common import add_model_options, load_model, write_results
+from composeseg.pipelines.cli.everything import add_grid_options
 
 
 def add_proposal_options(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
 
     image = load_image(args.image)
     detections = build(args, progress=True)(image)
-    path = write_rle_results(args.output, image.shape[:2], detections, args.image.name)
+    path = write_results(args.output, image, detections, args.image.name)["predictions"]
     print(f"{len(detections)} proposal(s) -> {path}")
     return 0

@@ -85,13 +85,15 @@ def build(args: argparse.Namespace) -> Any:
                 threshold=args.grounder_threshold,
                 device=args.device,
             )
+    # --top-k not given: the pipeline's "auto" (one mask per text for the matcher alone)
+    top_k = {} if args.top_k is None else {"top_k": args.top_k}
     return TextSegmentation(
         sam,
         grounder=grounder,
         matcher=matcher,
         threshold=args.threshold,
-        top_k=args.top_k,
         nms_iou=args.nms_iou,
+        **top_k,
     )
 
 

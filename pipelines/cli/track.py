@@ -134,9 +134,7 @@ def run(args: argparse.Namespace) -> int:
         VideoWriter(args.output, fps) as video,
         ResultsWriter(mot_path=args.mot, json_path=args.json, video_name=str(args.video)) as out,
     ):
-        for frame, detections in pipe.frames(
-            source, show_progress=not args.no_progress, total=total
-        ):
+        for frame, detections in pipe.frames(source, progress=not args.no_progress, total=total):
             video.write(annotate(frame.image, detections))
             out.write(frame.index, detections, frame.image.shape[:2])
             ids.update(int(i) for i in detections.tracker_id if i >= 0)

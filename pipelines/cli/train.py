@@ -137,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
         from composeseg.train.resize import resize_input
 
         model = resize_input(model, args.image_size)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from composeseg.device import pick_device
+
+    device = str(pick_device(args.device))
     model.to(torch.device(device))  # type: ignore[arg-type]
     result = train(
         model, source, config, args.output, resume=args.resume, progress=not args.no_progress

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from composeseg.io import mask_to_rle, rle_to_mask
 from composeseg.pipelines.cli import main
+from composeseg.rle import decode as rle_to_mask
+from composeseg.rle import encode_mask as mask_to_rle
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from composeseg.io import rle_to_mask
 from composeseg.pipelines.cli import main
 from composeseg.pipelines.cli.segment import build_prompts
+from composeseg.rle import decode as rle_to_mask
 
 
 @pytest.fixture

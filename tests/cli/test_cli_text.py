@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from composeseg.adapters.grounding import DEMO_GROUNDER, DEMO_GROUNDER_THRESHOLD
-from composeseg.io import rle_to_mask
 from composeseg.pipelines.cli import build_parser, main
 from composeseg.pipelines.cli.text import build
+from composeseg.rle import decode as rle_to_mask
 from composeseg.synthetic import SceneConfig, generate_scene
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from composeseg.crops import DEFAULT_FILL, mask_crops, square_boxes, tight_boxes
+from composeseg.crops import DEFAULT_FILL, mask_crops, square_boxes
+from composeseg.geometry import tight_boxes
 from composeseg.prediction import MaskPrediction
 from composeseg.prompts import Prompts
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from composeseg.io import atomic_write, mask_to_rle, rle_to_mask, write_json
+from composeseg.io import atomic_write, write_json
+from composeseg.rle import decode as rle_to_mask
+from composeseg.rle import encode_mask as mask_to_rle
 
 
 def test_atomic_write_leaves_no_temporary_and_honours_umask(tmp_path: Path) -> None:

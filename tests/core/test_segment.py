@@ -76,7 +76,10 @@ def test_metadata_rides_along(tiny_sam, rgb_image) -> None:  # type: ignore[no-u
     detections = prediction.to_detections()
     assert detections.tracker_id is not None and detections.tracker_id.tolist() == [11, 12]
     assert detections.data["class_name"].tolist() == ["cat", "dog"]
-    np.testing.assert_allclose(detections.confidence, [0.9, 0.4])
+    # the one confidence rule (composeseg.detections): prompt confidence x predicted IoU
+    np.testing.assert_allclose(detections.data["detector_score"], [0.9, 0.4])
+    expected = np.array([0.9, 0.4]) * np.clip(detections.data["mask_score"], 0, 1)
+    np.testing.assert_allclose(detections.confidence, expected, rtol=1e-6)
     assert detections.mask is not None and detections.mask.shape == (2, H, W)
 
 

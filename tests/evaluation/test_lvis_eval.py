@@ -13,8 +13,8 @@ import pytest
 
 from composeseg.evaluation import InstanceMetrics, LvisMetrics, evaluate_instances
 from composeseg.evaluation.lvis import cap_per_image, looks_like_lvis, resolve_protocol
-from composeseg.io import mask_to_rle
 from composeseg.pipelines.cli import main
+from composeseg.rle import encode_mask as mask_to_rle
 
 H, W = 64, 80
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 pixels

@@ -10,7 +10,7 @@ import pytest
 import supervision as sv
 
 from composeseg.evaluation.proposals import proposal_recall
-from composeseg.io import mask_to_rle
+from composeseg.rle import encode_mask as mask_to_rle
 
 H, W = 200, 200
 

@@ -10,11 +10,12 @@ import torch
 from segment_anything.utils import amg as meta_amg
 
 import composeseg.pipelines.amg as amg
-from composeseg.io import rle_to_mask
+from composeseg import rle as rle_codec
 from composeseg.pipelines import amg_utils
 from composeseg.pipelines.amg import AutomaticMaskGenerator
 from composeseg.pipelines.edges import EdgeDetection, canny_edges, postprocess_edges, sobel_edges
 from composeseg.pipelines.proposals import ObjectProposals
+from composeseg.rle import decode as rle_to_mask
 
 FAST = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
 
@@ -47,11 +48,11 @@ def test_stability_boxes_rle_and_cleanup_match_meta() -> None:
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
     np.testing.assert_array_equal(ours[:4], ref[:4])
     masks = logits > 0
-    rles = amg_utils.encode_transposed(masks.transpose(1, 2).numpy())
-    for rle, mask in zip(rles, masks.numpy(), strict=True):
-        np.testing.assert_array_equal(amg_utils.decode_rle(rle), mask)
+    rles = rle_codec.encode_transposed(masks.transpose(1, 2).numpy())
+    for one, mask in zip(rles, masks.numpy(), strict=True):
+        np.testing.assert_array_equal(rle_codec.decode(one), mask)
     np.testing.assert_array_equal(
-        amg_utils.rle_boxes_xyxy(rles), meta_amg.batched_mask_to_box(masks).numpy()
+        rle_codec.boxes_inclusive(rles), meta_amg.batched_mask_to_box(masks).numpy()
     )
     for mode in ("holes", "islands"):
         got, changed = amg_utils.remove_small_regions(masks[0].numpy(), 10, mode)
@@ -152,7 +153,8 @@ def test_baselines_find_the_rectangle(detector, rgb_image: np.ndarray) -> None: 
 
 def test_rle_area_counts_more_than_255_masks() -> None:
     # pycocotools 2.0.11 overflows on area() of more than 255 RLEs in one call
-    from composeseg.pipelines.amg_utils import encode_mask, rle_area
+    from composeseg.rle import area as rle_area
+    from composeseg.rle import encode_mask
 
     rng = np.random.default_rng(0)
     masks = rng.random((300, 12, 10)) < 0.3

@@ -10,9 +10,9 @@ import supervision as sv
 from PIL import Image
 from pycocotools.coco import COCO
 
+from composeseg.coco import annotations_to_detections
 from composeseg.pipelines import ImageResult
 from composeseg.pipelines.export import (
-    coco_annotations_to_detections,
     to_coco,
     write_coco,
     write_pascal_voc,
@@ -51,7 +51,7 @@ def test_coco_round_trip_keeps_holes(tmp_path: Path) -> None:
     original = result("a.png").detections
     np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), original.mask[0])
     payload = json.loads(path.read_text())
-    back = coco_annotations_to_detections(
+    back = annotations_to_detections(
         [a for a in payload["annotations"] if a["image_id"] == 1], (H, W)
     )
     np.testing.assert_array_equal(back.mask, original.mask)

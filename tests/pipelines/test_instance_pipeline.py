@@ -35,7 +35,9 @@ def counting(sam, monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:  # type: 
         return embed(image)
 
     def count_decode(embedding, prompts, **kwargs):  # type: ignore[no-untyped-def]
-        calls["decode"].append((len(prompts), prompts.mask_input is not None, kwargs))
+        # logits fed back: as a mask prompt, or (refinement) as the model's own device tensor
+        fed = prompts.mask_input is not None or kwargs.get("mask_logits") is not None
+        calls["decode"].append((len(prompts), fed, kwargs))
         return decode(embedding, prompts, **kwargs)
 
     monkeypatch.setattr(sam, "embed", count_embed)

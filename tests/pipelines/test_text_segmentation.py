@@ -15,7 +15,7 @@ import torch
 from composeseg import Prompts, Sam
 from composeseg.adapters import ClipMatcher, TransformersGrounder
 from composeseg.concepts import ConceptSam, load_sam3
-from composeseg.crops import tight_boxes
+from composeseg.geometry import tight_boxes
 from composeseg.pipelines.amg import AutomaticMaskGenerator
 from composeseg.pipelines.text import TextConfig, TextSegmentation
 from composeseg.train.clip import CLIP_MEAN, CLIP_STD, CROP_SIZE, demo_clip_config

@@ -133,6 +133,6 @@ def test_results_writer_mot_and_coco_json(tmp_path):
     assert [a["track_id"] for a in payload["annotations"]] == [7, 8, 8]
     assert payload["annotations"][0]["area"] == 24
     assert payload["categories"] == [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
-    from composeseg.io import rle_to_mask
+    from composeseg.rle import decode as rle_to_mask
 
     assert np.array_equal(rle_to_mask(payload["annotations"][0]["segmentation"]), masks[0])
