@@ -186,7 +186,6 @@ class VideoSegmentation:
         ids = np.asarray(ids if ids is not None else np.zeros(0), np.int64)
         if self.config.unconfirmed == "drop":
             order, ids = order[ids >= 0], ids[ids >= 0]
-        names = prompts.data.get("class_name")
         known = np.array([self._alias.get(int(t), -1) for t in ids], np.int64)
         for t in ids[known >= 0].tolist():
             self._alias_seen[int(t)] = self._frame
@@ -195,7 +194,7 @@ class VideoSegmentation:
             tracker_ids=ids,
             track_ids=known,
             class_id=classes[order].astype(np.int64),
-            class_name=None if names is None else np.asarray(names)[order].astype(str),
+            data={key: np.asarray(values)[order] for key, values in prompts.data.items()},
             detector_score=score[order].astype(np.float32),
             gap=np.zeros(len(order), bool),
         )
@@ -354,18 +353,18 @@ class VideoSegmentation:
                 continue
             detected = not rows.gap[i]
             track = self.tracks.get(track_id)
-            name = None if rows.class_name is None else str(rows.class_name[i])
+            values = {key: column[i] for key, column in rows.data.items()}
             if track is None:
                 self.tracks[track_id] = Track(
                     track_id=track_id, box=boxes[k].astype(np.float32),
                     velocity=np.zeros(4, np.float32), logits=logits[i], frame=t,
-                    last_detected=t, hits=1, class_id=int(rows.class_id[i]), class_name=name,
+                    last_detected=t, hits=1, class_id=int(rows.class_id[i]), data=values,
                     confidence=float(rows.detector_score[i]),
                 )  # fmt: skip
                 continue
             track.update(boxes[k], logits[i], t, detected=detected, smoothing=smoothing)
             if detected:
-                track.class_id, track.class_name = int(rows.class_id[i]), name
+                track.class_id, track.data = int(rows.class_id[i]), values
                 track.confidence = float(rows.detector_score[i])
 
     def _expire(self) -> None:

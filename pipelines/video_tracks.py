@@ -78,7 +78,8 @@ class Track:
         frame: index of that frame.
         last_detected: last frame in which the detector found it.
         hits: frames in which the detector found it.
-        class_id, class_name, confidence: from its last detection.
+        class_id, data, confidence: from its last detection (``data``: the detector's data
+            columns' values for it, ``class_name`` among them when the detector names classes).
     """
 
     track_id: int
@@ -89,7 +90,7 @@ class Track:
     last_detected: int
     hits: int
     class_id: int
-    class_name: str | None
+    data: dict[str, Any]
     confidence: float
 
     def predicted_box(self, frame: int) -> np.ndarray:
@@ -156,7 +157,7 @@ class Rows:
     tracker_ids: np.ndarray  # (N,) int64 as given by the tracker (-1: unconfirmed)
     track_ids: np.ndarray  # (N,) int64 output ids (-1: still to assign)
     class_id: np.ndarray  # (N,) int64
-    class_name: np.ndarray | None  # (N,) str
+    data: dict[str, np.ndarray]  # (N,) each: the detector's data columns
     detector_score: np.ndarray  # (N,) float32
     gap: np.ndarray  # (N,) bool: gap-filled from a lost track, not detected
 
@@ -176,8 +177,7 @@ def build_detections(
         "gap_filled": rows.gap[index],
         "source_tracker_id": rows.tracker_ids[index],
     }
-    if rows.class_name is not None:
-        data["class_name"] = rows.class_name[index]
+    data = {key: values[index] for key, values in rows.data.items()} | data
     detections = assemble(
         masks,
         xyxy=boxes,
@@ -241,6 +241,29 @@ def resolve_overlaps(
     return out
 
 
+def append_columns(
+    columns: dict[str, np.ndarray], count: int, extra: list[dict[str, Any]]
+) -> dict[str, np.ndarray]:
+    """``count`` rows of ``columns`` followed by one row per dict of ``extra``; a column that
+    one side lacks is filled with an empty value of its kind ("" text, NaN, -1, False)."""
+    keys = list(columns) + [k for row in extra for k in row if k not in columns]
+    out = {}
+    for key in dict.fromkeys(keys):
+        given = [row[key] for row in extra if key in row]
+        # an empty column (a frame without detections) has no meaningful dtype of its own
+        known = key in columns and (count > 0 or not given)
+        dtype = columns[key].dtype if known else np.asarray(given).dtype
+        blank = _blank(dtype)
+        head = columns[key] if known else np.full(count, blank, dtype)
+        tail = np.asarray([row.get(key, blank) for row in extra], dtype)
+        out[key] = np.concatenate([head, tail])
+    return out
+
+
+def _blank(dtype: np.dtype) -> Any:
+    return {"U": "", "S": b"", "O": None, "f": np.nan, "b": False, "u": 0}.get(dtype.kind, -1)
+
+
 def with_gap_rows(rows: Rows, lost: list[Track], frame: int, size: tuple[int, int]) -> Rows:
     """``rows`` plus one row per lost track, at its box extrapolated to ``frame`` and clipped to
     the ``(H, W)`` image (tracks whose box leaves the image are not added)."""
@@ -253,16 +276,12 @@ def with_gap_rows(rows: Rows, lost: list[Track], frame: int, size: tuple[int, in
     if not kept:
         return rows
     m = len(kept)
-    names = None
-    if rows.class_name is not None or any(k.class_name is not None for k in kept):
-        old = rows.class_name if rows.class_name is not None else np.full(len(rows.boxes), "")
-        names = np.concatenate([old, [k.class_name or "" for k in kept]]).astype(str)
     return Rows(
         boxes=np.concatenate([rows.boxes, np.asarray(boxes, np.float32)]),
         tracker_ids=np.concatenate([rows.tracker_ids, np.full(m, -1, np.int64)]),
         track_ids=np.concatenate([rows.track_ids, [k.track_id for k in kept]]).astype(np.int64),
         class_id=np.concatenate([rows.class_id, [k.class_id for k in kept]]).astype(np.int64),
-        class_name=names,
+        data=append_columns(rows.data, len(rows.boxes), [k.data for k in kept]),
         detector_score=np.concatenate([rows.detector_score, [k.confidence for k in kept]]).astype(
             np.float32
         ),

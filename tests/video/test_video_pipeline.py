@@ -181,3 +181,33 @@ def test_exclusive_masks_never_overlap(tiny_sam, exclusive):
         masks = detections.mask.reshape(len(detections), -1)
         overlap = (masks.astype(int).sum(0) > 1).any()
         assert overlap != exclusive
+
+
+class NotedDetector(BoxDetector):
+    """BoxDetector whose prompts carry two extra data columns, as a real detector's may."""
+
+    def __call__(self, image):
+        prompts = super().__call__(image)
+        n = len(prompts)
+        return prompts.replace(
+            data={
+                **prompts.data,
+                "note": np.array([f"n{i}" for i in range(n)]),
+                "area_px": np.arange(n, dtype=np.float32) + 100,
+            }
+        )
+
+
+def test_detector_data_columns_ride_through_including_gap_filled_frames(tiny_sam):
+    box = [[10, 10, 30, 30]]
+    # detected three times, missed once (gap-filled from the track), detected again
+    detector = NotedDetector([box, box, box, None, box])
+    # gap_min_score -1: the tiny random model's mask scores would drop the gap row
+    pipe = VideoSegmentation(tiny_sam, detector, "bytetrack", max_gap=3, gap_min_score=-1.0)
+    outputs = list(pipe(_frames(5)))
+    for i, detections in enumerate(outputs):
+        assert len(detections) == 1, i
+        assert detections.data["note"].tolist() == ["n0"], i
+        assert detections.data["area_px"].tolist() == [100.0], i
+        assert detections.data["class_name"].tolist() == ["c0"], i
+    assert outputs[3].data["gap_filled"].tolist() == [True]  # values of its last detection
