@@ -261,13 +261,20 @@ class Sam:
                     else torch.from_numpy(batch.point_labels[rows].astype(np.int64)).to(
                         self.device
                     ),
-                    masks=mask_logits[rows, None].to(self.dtype)
-                    if mask_logits is not None
-                    else None
-                    if batch.mask_input is None
-                    else self._tensor(batch.mask_input[:, None], rows),
+                    masks=self._mask_prompt(batch, mask_logits, rows),
                 ),
             )
+
+    def _mask_prompt(
+        self, batch: Prompts, mask_logits: torch.Tensor | None, rows: slice
+    ) -> torch.Tensor | None:
+        """``(C, 1, M, M)`` mask prompts of a chunk: the model's own logits (already on the
+        device) when given, else the prompts' ``mask_input``."""
+        if mask_logits is not None:
+            return mask_logits[rows, None].to(self.dtype)
+        if batch.mask_input is None:
+            return None
+        return self._tensor(batch.mask_input[:, None], rows)
 
     def _tensor(self, array: np.ndarray | None, rows: slice) -> torch.Tensor | None:
         if array is None:
