@@ -47,6 +47,7 @@ from composeseg.prompts import Prompts
 
 if TYPE_CHECKING:
     import supervision as sv
+    import torch
 
     from composeseg.prediction import ImageEmbedding
     from composeseg.sam import Sam
@@ -244,9 +245,10 @@ class VideoSegmentation:
 
     def _decode(
         self, embedding: ImageEmbedding, rows: Rows, priors: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Low-res logits ``(N, M, M)`` and predicted IoU ``(N,)``: one decoder pass per group
-        (with and without a mask prompt)."""
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """Low-res logits ``(N, M, M)`` on the device and predicted IoU ``(N,)``: one decoder
+        pass per group (with and without a mask prompt). The priors (the model's own shifted
+        logits) go to the decoder as a device tensor, not as a prompt to check again."""
         import torch
 
         n = len(rows.boxes)
@@ -260,13 +262,15 @@ class VideoSegmentation:
             index = np.flatnonzero(group)
             if len(index) == 0:
                 continue
-            prompts = base[index]
+            fed = None
             if masks_in is not None and group is with_prompt:
-                prompts = prompts.replace(mask_input=masks_in[index])
-            low, iou = self.sam.decode_low_res(embedding, prompts, multimask=False)
+                fed = torch.from_numpy(masks_in[index]).to(self.sam.device)
+            low, iou = self.sam.decode_low_res(
+                embedding, base[index], multimask=False, mask_logits=fed
+            )
             logits[torch.as_tensor(index, device=logits.device)] = low[:, 0]
             scores[torch.as_tensor(index, device=logits.device)] = iou[:, 0]
-        return logits.float().cpu().numpy(), scores.float().cpu().numpy()
+        return logits, scores.float().cpu().numpy()
 
     def _segment(self, image: np.ndarray, rows: Rows, size: tuple[int, int]) -> sv.Detections:
         import torch
@@ -275,7 +279,8 @@ class VideoSegmentation:
         embedding = self.sam.embed(image)
         use_priors = cfg.mask_prompt or cfg.exclusive_masks
         priors = self._priors(rows, embedding) if use_priors else None
-        logits, scores = self._decode(embedding, rows, priors)
+        decoded, scores = self._decode(embedding, rows, priors)
+        logits = decoded.float().cpu().numpy()  # association and overlaps work on the host
         fg = logits > 0
         ids = rows.track_ids.copy()
         keep = np.ones(len(ids), bool)
@@ -309,7 +314,9 @@ class VideoSegmentation:
         for i in gap_rows:
             keep[i] = ids[i] not in taken and scores[i] >= cfg.gap_min_score and fg[i].any()
         if cfg.exclusive_masks:
-            logits = resolve_overlaps(logits, priors, keep)
+            resolved = resolve_overlaps(logits, priors, keep)
+            if resolved is not logits:  # pixels changed hands: the device copy is stale
+                logits, decoded = resolved, torch.from_numpy(resolved).to(decoded.device)
             emptied = fg.any(axis=(1, 2)) & ~(logits > 0).any(axis=(1, 2))
             keep &= ~emptied  # every pixel went to other objects
             fg = logits > 0
@@ -330,7 +337,7 @@ class VideoSegmentation:
                 self._alias[tracker_id] = int(ids[i])
                 self._alias_seen[tracker_id] = self._frame
         index = np.flatnonzero(keep)
-        kept = torch.from_numpy(logits[index][:, None]).to(self.sam.device)
+        kept = decoded[torch.as_tensor(index, device=decoded.device)][:, None]
         masks = self.sam.masks_from_logits(kept, embedding)[:, 0]
         boxes = rows.boxes[index].copy()
         mask_boxes = tight_boxes(masks)
