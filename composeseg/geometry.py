@@ -67,3 +67,13 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = fa @ fb.T
     union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-6), 0.0).astype(np.float32)
+
+
+def paired_mask_iou(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """IoU of each of ``(N, ..., H, W)`` bool predictions with its own ``(N, H, W)`` target ->
+    ``(N, ...)`` float64 (row i against target i only, unlike :func:`mask_iou`'s all pairs);
+    two empty masks count as a perfect match (1.0)."""
+    target = target.reshape(target.shape[0], *([1] * (predicted.ndim - 3)), *target.shape[1:])
+    inter = (predicted & target).sum((-2, -1))
+    union = (predicted | target).sum((-2, -1))
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)

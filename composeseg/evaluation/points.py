@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from composeseg.geometry import paired_mask_iou
+
 if TYPE_CHECKING:
     from composeseg.sam import Sam
     from composeseg.synthetic import SceneConfig
@@ -71,14 +73,6 @@ def next_click(predicted: np.ndarray, target: np.ndarray) -> tuple[tuple[float, 
     _, label, dist = best
     y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
     return (float(x), float(y)), label
-
-
-def iou(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """IoU of ``(N, ..., H, W)`` bool predictions with ``(N, H, W)`` targets -> ``(N, ...)``."""
-    target = target.reshape(target.shape[0], *([1] * (predicted.ndim - 3)), *target.shape[1:])
-    inter = (predicted & target).sum((-2, -1))
-    union = (predicted | target).sum((-2, -1))
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
 @dataclass(frozen=True)
@@ -135,7 +129,7 @@ def image_ious(
     points = np.array([farthest_point(m) for m in masks], np.float32).reshape(-1, 1, 2)
     labels = np.ones((len(masks), 1), np.int64)
     one = sam.segment(embedding, points=points, point_labels=labels, multimask=True)
-    one_iou = iou(one.masks, masks)
+    one_iou = paired_mask_iou(one.masks, masks)
     confident = one.scores.argmax(1)
     rows = np.arange(len(masks))
     current = one.masks[rows, confident]
@@ -152,10 +146,10 @@ def image_ious(
         step = sam.segment(embedding, points=points, point_labels=labels, mask_input=logits)
         current, logits = step.masks[:, 0], step.logits[:, 0]
     return {
-        "box": iou(box.masks[:, 0], masks),
+        "box": paired_mask_iou(box.masks[:, 0], masks),
         "one_point_oracle": one_iou.max(1),
         "one_point_confident": one_iou[rows, confident],
-        "interactive": iou(current, masks),
+        "interactive": paired_mask_iou(current, masks),
     }
 
 

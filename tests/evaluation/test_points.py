@@ -10,11 +10,11 @@ import pytest
 
 from composeseg.evaluation.points import (
     farthest_point,
-    iou,
     next_click,
     point_prompt_miou,
     scene_instances,
 )
+from composeseg.geometry import paired_mask_iou as iou
 from composeseg.pipelines.cli import main
 from composeseg.synthetic import SceneConfig, generate_scene
 
