@@ -46,6 +46,7 @@ def detections_to_annotations(
         areas = [np.count_nonzero(detections.mask[i]) for i in range(n)]
     elif rles is not None:
         areas = rle.area(list(rles))
+    columns = {k: np.asarray(v) for k, v in detections.data.items() if k != "rle"}
     records = []
     for i in range(n):
         x0, y0, x1, y1 = (float(v) for v in detections.xyxy[i])
@@ -67,9 +68,8 @@ def detections_to_annotations(
             record["score"] = float(detections.confidence[i])
         if detections.tracker_id is not None:
             record["tracker_id"] = int(detections.tracker_id[i])
-        for key, values in detections.data.items():
-            if key != "rle":
-                record[key] = _json_value(np.asarray(values)[i], key)
+        for key, values in columns.items():
+            record[key] = _json_value(values[i], key)
         records.append(record)
     return records
 
