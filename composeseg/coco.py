@@ -11,7 +11,9 @@ Conventions: ``bbox`` is COCO ``[x, y, w, h]`` in pixels of the image, from ``De
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -119,16 +121,51 @@ def categories(detections: Sequence[sv.Detections]) -> list[dict[str, Any]]:
     """COCO ``categories`` for the classes found in ``detections`` (names from
     ``data["class_name"]``, else the id as text); one ``object`` category when none has a
     ``class_id``."""
-    table: dict[int, str] = {}
+    pairs: list[tuple[int, str | None]] = []
     for d in detections:
         if d.class_id is None:
             continue
         names = d.data.get("class_name")
-        for i, class_id in enumerate(d.class_id):
-            table.setdefault(int(class_id), str(names[i]) if names is not None else str(class_id))
+        pairs += [
+            (int(c), None if names is None else str(names[i])) for i, c in enumerate(d.class_id)
+        ]
+    return _category_list(pairs)
+
+
+def _category_list(pairs: Sequence[tuple[int, str | None]]) -> list[dict[str, Any]]:
+    # the first name seen for an id wins; an id without a name is named by its number
+    table: dict[int, str] = {}
+    for class_id, name in pairs:
+        table.setdefault(class_id, name if name is not None else str(class_id))
     if not table:
         table = {DEFAULT_CATEGORY: "object"}
     return [{"id": k, "name": v} for k, v in sorted(table.items())]
+
+
+def merge_image_records(
+    records: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+) -> dict[str, Any]:
+    """One COCO dataset dict from per-image ``(image, annotations)`` records.
+
+    Each ``image`` has ``file_name``, ``height``, ``width`` and optionally ``id`` (kept, e.g.
+    a ground-truth file's); images without one are numbered 1, 2, ... in order. Annotation ids
+    are renumbered 1, 2, ... and point at their image; masks stay RLE (nothing is decoded).
+    """
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    for index, (image, records_of_image) in enumerate(records, start=1):
+        image_id = int(image.get("id", index))
+        images.append({**image, "id": image_id})
+        for record in records_of_image:
+            annotations.append({**record, "id": len(annotations) + 1, "image_id": image_id})
+    # a record without a class (DEFAULT_CATEGORY, no name) is an "object", as in categories()
+    pairs = [
+        (cid, r.get("class_name", "object" if cid == DEFAULT_CATEGORY else None))
+        for r in annotations
+        for cid in [int(r["category_id"])]
+    ]
+    table = _category_list(pairs)
+    return {"images": images, "annotations": annotations, "categories": table}
 
 
 def single_image_payload(
@@ -141,3 +178,25 @@ def single_image_payload(
         "annotations": detections_to_annotations(detections, image_id=1),
         "categories": categories([detections]),
     }
+
+
+def image_file_name(image: Mapping[str, Any]) -> str:
+    """A COCO ``images`` entry's file, relative to the image root.
+
+    COCO has ``file_name``; LVIS images have none, only ``coco_url``, whose last two parts
+    (``val2017/000000397133.jpg``) name the file under a COCO image root (as detectron2 reads
+    them).
+    """
+    if "file_name" in image:
+        return str(image["file_name"])
+    if "coco_url" in image:
+        return "/".join(str(image["coco_url"]).split("/")[-2:])
+    raise ValueError(f"image {image.get('id')!r} has no file_name or coco_url")
+
+
+def image_path(root: str | os.PathLike, image: Mapping[str, Any]) -> Path:
+    """Where a COCO ``images`` entry lives under ``root``: ``root / file_name``, or
+    ``root / <its base name>`` when the images were copied into one flat folder (LVIS val)."""
+    path = Path(root) / image_file_name(image)
+    flat = Path(root) / path.name
+    return flat if not path.is_file() and flat.is_file() else path

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,21 +89,47 @@ class Sam:
         Returns:
             An :class:`ImageEmbedding` to pass to :meth:`segment` any number of times.
         """
-        rgb = load_image(image)
-        pixels, input_size = preprocess(
-            rgb,
-            self.image_size,
-            self.backend.resize_mode,
-            self.backend.pixel_mean,
-            self.backend.pixel_std,
-        )
+        return self.embed_batch([image])[0]
+
+    @torch.inference_mode()
+    def embed_batch(self, images: Sequence[ImageSource]) -> list[ImageEmbedding]:
+        """Run the image encoder once on several images, in one batched forward pass.
+
+        Every image is resized and padded into the model's square input on its own, so
+        images of different sizes batch together; the embeddings equal :meth:`embed`'s one
+        by one (up to float rounding of the batched matrix products, ~1e-6).
+
+        Args:
+            images: paths, PIL images or ``(H, W, 3) uint8`` RGB arrays (see :meth:`embed`).
+
+        Returns:
+            One :class:`ImageEmbedding` per image, in order, owning its ``(1, ...)`` feature
+            tensors (copies, so keeping one embedding does not keep the whole batch alive).
+        """
+        if not len(images):
+            return []
+        rgbs = [load_image(image) for image in images]
+        batch = [
+            preprocess(
+                rgb,
+                self.image_size,
+                self.backend.resize_mode,
+                self.backend.pixel_mean,
+                self.backend.pixel_std,
+            )
+            for rgb in rgbs
+        ]
+        pixels = torch.cat([pixels for pixels, _ in batch])
         features = self.backend.encode(pixels.to(self.device, self.dtype))
-        return ImageEmbedding(
-            features=tuple(features),
-            original_size=(int(rgb.shape[0]), int(rgb.shape[1])),
-            input_size=input_size,
-            model_key=self._key,
-        )
+        return [
+            ImageEmbedding(
+                features=tuple(f[i : i + 1].clone() for f in features),
+                original_size=(int(rgb.shape[0]), int(rgb.shape[1])),
+                input_size=input_size,
+                model_key=self._key,
+            )
+            for i, (rgb, (_, input_size)) in enumerate(zip(rgbs, batch, strict=True))
+        ]
 
     @torch.inference_mode()
     def segment(

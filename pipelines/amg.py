@@ -29,6 +29,7 @@ from composeseg.pipelines.amg_utils import (
     stability_score_np,
 )
 from composeseg.pipelines.config import resolve_config
+from composeseg.pipelines.runner import Runnable
 from composeseg.prediction import ImageEmbedding
 from composeseg.prompts import Prompts
 from composeseg.rle import Rle
@@ -37,6 +38,7 @@ from composeseg.transforms import upscale_logits
 if TYPE_CHECKING:
     import supervision as sv
 
+    from composeseg.pipelines.runner import Job
     from composeseg.sam import Sam
 
 OUTPUTS = ("mask", "rle")
@@ -127,7 +129,7 @@ class AmgConfig:
         )
 
 
-class AutomaticMaskGenerator:
+class AutomaticMaskGenerator(Runnable):
     """Masks for everything in an image, from a grid of point prompts.
 
     Parameter names and meanings are those of Meta's ``SamAutomaticMaskGenerator``, so code
@@ -169,9 +171,30 @@ class AutomaticMaskGenerator:
         rgb = load_image(image)
         return to_detections(self.generate(rgb), rgb.shape[:2], self.config.output)
 
-    def generate(self, image: np.ndarray, *, keep_logits: bool = False) -> MaskSet:
+    def job(self) -> Job:
+        """This pipeline as the dataset runner's :class:`~composeseg.pipelines.runner.Job`."""
+        from composeseg.pipelines.runner import Job
+        from composeseg.pipelines.visualize import annotate
+
+        return Job(self.progress_label, self._predict, self.sam, annotate=annotate)
+
+    def _predict(
+        self, rgb: np.ndarray, path: Any, embedding: ImageEmbedding | None
+    ) -> sv.Detections:
+        return to_detections(
+            self.generate(rgb, embedding=embedding), rgb.shape[:2], self.config.output
+        )
+
+    def generate(
+        self,
+        image: np.ndarray,
+        *,
+        keep_logits: bool = False,
+        embedding: ImageEmbedding | None = None,
+    ) -> MaskSet:
         """All stages up to (and including) small-region cleanup, on an ``(H, W, 3) uint8``
-        image; ``keep_logits`` also returns each kept mask's low-res logits."""
+        image; ``keep_logits`` also returns each kept mask's low-res logits. ``embedding``
+        (of the whole image) replaces the first crop's encoder pass."""
         config = self.config
         size = (int(image.shape[0]), int(image.shape[1]))
         crop_boxes, layers = generate_crop_boxes(
@@ -179,8 +202,8 @@ class AutomaticMaskGenerator:
         )
         bar = self._bar(sum(-(-len(self._grids[i]) // config.points_per_batch) for i in layers))
         parts = [
-            self._process_crop(image, box, layer, keep_logits, bar)
-            for box, layer in zip(crop_boxes, layers, strict=True)
+            self._process_crop(image, box, layer, keep_logits, bar, embedding if i == 0 else None)
+            for i, (box, layer) in enumerate(zip(crop_boxes, layers, strict=True))
         ]
         if bar is not None:
             bar.close()
@@ -214,9 +237,11 @@ class AutomaticMaskGenerator:
         layer: int,
         keep_logits: bool,
         bar: Any,
+        embedding: ImageEmbedding | None,
     ) -> MaskSet:
         x0, y0, x1, y1 = crop_box
-        embedding = self.sam.embed(image[y0:y1, x0:x1])
+        if embedding is None:
+            embedding = self.sam.embed(image[y0:y1, x0:x1])
         height, width = y1 - y0, x1 - x0
         points = self._grids[layer] * np.array([[width, height]], np.float64)
         step = self.config.points_per_batch

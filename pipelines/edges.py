@@ -21,9 +21,12 @@ from composeseg.image import ImageSource, load_image
 from composeseg.pipelines.amg import AutomaticMaskGenerator
 from composeseg.pipelines.amg_data import MaskSet
 from composeseg.pipelines.config import resolve_config
+from composeseg.pipelines.runner import Runnable
 from composeseg.transforms import upscale_logits
 
 if TYPE_CHECKING:
+    from composeseg.pipelines.runner import Job
+    from composeseg.prediction import ImageEmbedding
     from composeseg.sam import Sam
 
 # Upsampled probability maps are produced this many bytes at a time.
@@ -65,7 +68,7 @@ class EdgeConfig:
             raise ValueError(f"box_nms_thresh must be in [0, 1], got {self.box_nms_thresh}")
 
 
-class EdgeDetection:
+class EdgeDetection(Runnable):
     """Edge maps from SAM's automatic masks.
 
     Args:
@@ -104,8 +107,18 @@ class EdgeDetection:
         Returns:
             ``(H, W) float32`` in [0, 1]; 0 off edges.
         """
-        rgb = load_image(image)
-        masks = self.generator.generate(rgb, keep_logits=True)
+        return self._predict(load_image(image), None, None)
+
+    def job(self) -> Job:
+        """This pipeline as the dataset runner's :class:`~composeseg.pipelines.runner.Job`:
+        one 8-bit edge PNG per image (``OUT/edges/<key>.png``)."""
+        from composeseg.pipelines.records import EdgeRecords
+        from composeseg.pipelines.runner import Job
+
+        return Job("edges", self._predict, self.sam, records=EdgeRecords())
+
+    def _predict(self, rgb: np.ndarray, path: Any, embedding: ImageEmbedding | None) -> np.ndarray:
+        masks = self.generator.generate(rgb, keep_logits=True, embedding=embedding)
         edges = self.mask_edges(masks, rgb.shape[:2])
         return postprocess_edges(edges, nms=self.config.nms, thin=self.config.thin)
 

@@ -8,7 +8,7 @@ as a mask prompt together with its box.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,13 +18,14 @@ import numpy as np
 from composeseg.detections import assemble, empty_detections
 from composeseg.image import ImageSource, load_image
 from composeseg.pipelines.config import resolve_config
-from composeseg.pipelines.detections import ImageResult
+from composeseg.pipelines.runner import Runnable
 from composeseg.prompts import Prompts
 
 if TYPE_CHECKING:
     import supervision as sv
     import torch
 
+    from composeseg.pipelines.runner import Job
     from composeseg.prediction import ImageEmbedding
     from composeseg.sam import Sam
 
@@ -33,7 +34,6 @@ Detector = Callable[[Any], Prompts]
 (e.g. :class:`~composeseg.adapters.CocoBoxes`) is given the file path when there is one."""
 
 MaskSelection = Literal["score", "box_iou", "largest"]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class InstanceConfig:
             raise ValueError(f"min_mask_area must be >= 0, got {self.min_mask_area}")
 
 
-class InstanceSegmentation:
+class InstanceSegmentation(Runnable):
     """Segment every object a detector finds.
 
     Args:
@@ -124,17 +124,33 @@ class InstanceSegmentation:
             )
         return prompts
 
-    def segment(self, rgb: np.ndarray, prompts: Prompts) -> sv.Detections:
-        """Masks for ``prompts`` on an ``(H, W, 3) uint8`` image: one encoder pass."""
+    def segment(
+        self, rgb: np.ndarray, prompts: Prompts, *, embedding: ImageEmbedding | None = None
+    ) -> sv.Detections:
+        """Masks for ``prompts`` on an ``(H, W, 3) uint8`` image: one encoder pass, none when
+        ``embedding`` (of this image, from ``sam.embed``/``embed_batch``) is given."""
         from composeseg.sam import fit_to_image
 
         size = (int(rgb.shape[0]), int(rgb.shape[1]))
         if len(prompts) == 0:
             return empty_detections(size, {"detector_score": np.float32, "mask_score": np.float32})
         prompts = fit_to_image(prompts, size)
-        embedding = self.sam.embed(rgb)
+        embedding = embedding if embedding is not None else self.sam.embed(rgb)
         masks, mask_score = self._decode(embedding, prompts)
         return self._detections(prompts, masks, mask_score)
+
+    def job(self) -> Job:
+        """This pipeline as the dataset runner's :class:`~composeseg.pipelines.runner.Job`
+        (``run`` / ``stream`` use it)."""
+        from composeseg.pipelines.runner import Job
+        from composeseg.pipelines.visualize import annotate
+
+        return Job("segment", self._predict, self.sam, annotate=annotate)
+
+    def _predict(
+        self, rgb: np.ndarray, path: Path | None, embedding: ImageEmbedding | None
+    ) -> sv.Detections:
+        return self.segment(rgb, self.detect(rgb, path), embedding=embedding)
 
     def _decode(self, embedding: ImageEmbedding, prompts: Prompts) -> tuple[np.ndarray, np.ndarray]:
         import torch
@@ -181,56 +197,6 @@ class InstanceSegmentation:
             keep = masks.reshape(n, -1).sum(1) >= self.config.min_mask_area
             return detections[keep]  # type: ignore[return-value]
         return detections
-
-    def run(
-        self,
-        images: str | os.PathLike | Iterable[ImageSource],
-        *,
-        write_to: str | os.PathLike | None = None,
-        progress: bool = True,
-    ) -> Iterator[ImageResult]:
-        """Segment many images lazily, yielding one :class:`ImageResult` per image.
-
-        Args:
-            images: a directory (its image files, sorted), or an iterable of paths / PIL
-                images / arrays; each is loaded only when its turn comes.
-            write_to: a directory: each image's result is written atomically to
-                ``<write_to>/<stem>.json`` (COCO-style, RLE masks; see
-                :mod:`composeseg.pipelines.export`), and images whose file already exists are
-                read back instead of recomputed, so an interrupted run resumes.
-            progress: show a progress bar (images/s, ETA).
-        """
-        from composeseg.pipelines.export import read_image_result, write_image_result
-
-        sources = list_images(images) if isinstance(images, (str, os.PathLike)) else images
-        total = len(sources) if isinstance(sources, Sized) else None
-        out_dir = Path(write_to) if write_to is not None else None
-        from composeseg.progress import progress as bar
-
-        bar_sources = bar(sources, total=total, desc="segment", unit="img", enabled=progress)
-        for i, source in enumerate(bar_sources):
-            path = Path(source) if isinstance(source, (str, os.PathLike)) else None
-            name = path.name if path is not None else f"image_{i:06d}"
-            target = out_dir / f"{Path(name).stem}.json" if out_dir is not None else None
-            if target is not None and target.exists():
-                yield read_image_result(target, path)
-                continue
-            rgb = load_image(source)
-            detections = self.segment(rgb, self.detect(rgb, path))
-            result = ImageResult(name, detections, (int(rgb.shape[0]), int(rgb.shape[1])), path)
-            if target is not None:
-                write_image_result(target, result)
-            yield result
-
-
-def list_images(directory: str | os.PathLike) -> list[Path]:
-    """Image files directly inside ``directory`` (by suffix), sorted by name."""
-    root = Path(directory)
-    if not root.is_dir():
-        if root.is_file():
-            return [root]
-        raise FileNotFoundError(f"image directory not found: {root}")
-    return sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _box_iou_of_masks(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:

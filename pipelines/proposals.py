@@ -15,11 +15,14 @@ from composeseg.image import ImageSource, load_image
 from composeseg.pipelines.amg import OUTPUTS, AutomaticMaskGenerator
 from composeseg.pipelines.amg_data import MaskSet, to_detections
 from composeseg.pipelines.config import resolve_config
+from composeseg.pipelines.runner import Runnable
 from composeseg.rle import area as rle_area
 
 if TYPE_CHECKING:
     import supervision as sv
 
+    from composeseg.pipelines.runner import Job
+    from composeseg.prediction import ImageEmbedding
     from composeseg.sam import Sam
 
 
@@ -62,7 +65,7 @@ def rank_proposals(masks: MaskSet, max_masks: int) -> MaskSet:
     return masks.select(order)
 
 
-class ObjectProposals:
+class ObjectProposals(Runnable):
     """Up to ``max_masks`` class-agnostic mask proposals per image.
 
     Args:
@@ -103,8 +106,20 @@ class ObjectProposals:
             ``confidence`` = the ranking score (mean of predicted IoU and stability) and
             ``data["predicted_iou"]``.
         """
-        rgb = load_image(image)
-        masks = rank_proposals(self.generator.generate(rgb), self.config.max_masks)
+        return self._predict(load_image(image), None, None)
+
+    def job(self) -> Job:
+        """This pipeline as the dataset runner's :class:`~composeseg.pipelines.runner.Job`."""
+        from composeseg.pipelines.runner import Job
+        from composeseg.pipelines.visualize import annotate
+
+        return Job("proposals", self._predict, self.generator.sam, annotate=annotate)
+
+    def _predict(
+        self, rgb: np.ndarray, path: Any, embedding: ImageEmbedding | None
+    ) -> sv.Detections:
+        found = self.generator.generate(rgb, embedding=embedding)
+        masks = rank_proposals(found, self.config.max_masks)
         detections = to_detections(masks, rgb.shape[:2], self.config.output)
         detections.data["predicted_iou"] = masks.iou.astype(np.float32)
         detections.confidence = ((masks.iou + np.nan_to_num(masks.stability, nan=0.0)) / 2).astype(

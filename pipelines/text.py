@@ -14,8 +14,10 @@ queries are removed by mask NMS that also catches nested duplicates (:mod:`.mask
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -23,6 +25,7 @@ import numpy as np
 from composeseg.detections import assemble, empty_detections
 from composeseg.geometry import tight_boxes
 from composeseg.image import ImageSource, load_image
+from composeseg.pipelines.amg_data import to_detections
 from composeseg.pipelines.config import resolve_config
 from composeseg.pipelines.instance import InstanceSegmentation
 from composeseg.pipelines.mask_nms import mask_nms
@@ -35,6 +38,9 @@ if TYPE_CHECKING:
     from composeseg.adapters.grounding import TextGrounder
     from composeseg.concepts import ConceptSam
     from composeseg.pipelines.amg import AutomaticMaskGenerator
+    from composeseg.pipelines.detections import ImageResult
+    from composeseg.pipelines.runner import Job, RunSummary
+    from composeseg.prediction import ImageEmbedding
     from composeseg.sam import Sam
 
 
@@ -170,15 +176,61 @@ class TextSegmentation:
         Raises:
             ValueError: no query, a blank or repeated query.
         """
+        return self._predict(text_prompts(queries, "queries", unique=True), load_image(image))
+
+    def job(self, queries: str | Sequence[str]) -> Job:
+        """This pipeline, for ``queries``, as the dataset runner's
+        :class:`~composeseg.pipelines.runner.Job`."""
+        from composeseg.pipelines.runner import Job
+        from composeseg.pipelines.visualize import annotate
+
         texts = text_prompts(queries, "queries", unique=True)
-        rgb = load_image(image)
-        found = self._candidates(rgb, texts)
+        # SAM 3 encodes inside its own call: no embedding to hand it
+        sam = None if self.native else self.sam
+        return Job("text", partial(self._predict, texts), sam, annotate=annotate)
+
+    def run(
+        self,
+        source: str | os.PathLike | Iterable[Any],
+        queries: str | Sequence[str],
+        *,
+        write_to: str | os.PathLike,
+        **options: Any,
+    ) -> RunSummary:
+        """Masks of ``queries`` in every image of a dataset, one record per image (see
+        :func:`~composeseg.pipelines.runner.run_job` for the options)."""
+        from composeseg.pipelines.runner import run_job
+
+        return run_job(self.job(queries), source, write_to=write_to, **options)
+
+    def stream(
+        self,
+        source: str | os.PathLike | Iterable[Any],
+        queries: str | Sequence[str],
+        **options: Any,
+    ) -> Iterator[ImageResult]:
+        """Results image by image, no files (options as
+        :func:`~composeseg.pipelines.runner.stream_job`)."""
+        from composeseg.pipelines.runner import stream_job
+
+        return stream_job(self.job(queries), source, **options)
+
+    def _predict(
+        self,
+        texts: list[str],
+        rgb: np.ndarray,
+        path: Any = None,
+        embedding: ImageEmbedding | None = None,
+    ) -> sv.Detections:
+        found = self._candidates(rgb, texts, embedding)
         similarity = None
         if self.matcher is not None and len(found.masks):
             similarity = self.matcher(rgb, found.masks, texts, boxes=found.boxes)
         return self._select(found, similarity, texts, rgb.shape[:2])
 
-    def _candidates(self, rgb: np.ndarray, texts: list[str]) -> _Candidates:
+    def _candidates(
+        self, rgb: np.ndarray, texts: list[str], embedding: ImageEmbedding | None = None
+    ) -> _Candidates:
         size = rgb.shape[:2]
         if self.native:
             # SAM 3 drops instances below its own threshold (0.5 unless told): pass ours down.
@@ -200,11 +252,16 @@ class TextSegmentation:
                 raise ValueError(
                     f"the grounder's class_id must index the {len(texts)} queries, got {got}"
                 )
-            found = self._segmenter.segment(rgb, prompts)
+            found = self._segmenter.segment(rgb, prompts, embedding=embedding)
             return _Candidates(
                 found.mask, found.xyxy, found.class_id, np.asarray(found.confidence, np.float32)
             )
-        proposals = self.generator(rgb)
+        generator = self.generator
+        if embedding is not None and hasattr(generator, "generate"):
+            found_masks = generator.generate(rgb, embedding=embedding)
+            proposals = to_detections(found_masks, size, generator.config.output)
+        else:
+            proposals = generator(rgb)  # any callable image -> Detections
         n = len(proposals)
         if n == 0:
             return _empty_candidates(size)

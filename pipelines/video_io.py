@@ -71,9 +71,9 @@ def probe(source: VideoSource) -> VideoInfo:
         return VideoInfo(None, None, count)
     path = Path(source)
     if path.is_dir():
-        from composeseg.pipelines.instance import list_images
+        from composeseg.pipelines.sources import list_images
 
-        files = list_images(path)
+        files = list_images(path, recursive=False)
         size = None
         if files:
             from PIL import Image
@@ -199,10 +199,10 @@ def _decode_file(container: Any, path: Path, av: Any) -> Iterator[Frame]:
 
 def _read_folder(path: Path, fps: float | None) -> Iterator[Frame]:
     from composeseg.image import load_image
-    from composeseg.pipelines.instance import list_images
+    from composeseg.pipelines.sources import list_images
 
     index = 0
-    for position, file in enumerate(list_images(path)):
+    for position, file in enumerate(list_images(path, recursive=False)):
         try:
             image = load_image(file)
         except (OSError, ValueError) as error:

@@ -63,7 +63,8 @@ class Backend(ABC):
 
     @abstractmethod
     def encode(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``(1, 3, S, S)`` normalised pixels -> features; ``features[0]`` is ``(1, C, h, w)``."""
+        """``(B, 3, S, S)`` normalised pixels -> features, batch first; ``features[0]`` is
+        ``(B, C, h, w)``."""
 
     @abstractmethod
     def decode(

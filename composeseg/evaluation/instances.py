@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from composeseg.coco import image_file_name, image_path
 from composeseg.evaluation.lvis import LvisMetrics, resolve_protocol, score_lvis
 from composeseg.evaluation.table import metrics_table, percent_cells
 from composeseg.io import write_json
@@ -101,8 +102,8 @@ def evaluate_instances(
     Args:
         pipeline_or_predictions: one of
             - an :class:`~composeseg.pipelines.InstanceSegmentation` (or any object with
-              ``run(paths)`` yielding ``ImageResult``): run on every ground-truth image found
-              under ``image_dir``;
+              ``stream(paths)`` yielding ``ImageResult``): run on every ground-truth image
+              found under ``image_dir``;
             - ``ImageResult`` objects (matched to ground-truth images by file name);
             - a COCO results list (``image_id``, ``category_id``, ``segmentation``,
               ``score``), or a path to one, or to a COCO dataset JSON written by
@@ -168,42 +169,25 @@ def _load_json(source: Any, what: str) -> Any:
     return json.loads(path.read_text())
 
 
-def _file_name(image: Mapping[str, Any]) -> str:
-    """COCO's ``file_name``; LVIS images have none, only ``coco_url``, whose last two parts
-    (``val2017/000000397133.jpg``) name the file under a COCO image root (as detectron2 reads
-    them)."""
-    if "file_name" in image:
-        return str(image["file_name"])
-    if "coco_url" in image:
-        return "/".join(str(image["coco_url"]).split("/")[-2:])
-    raise ValueError(f"ground-truth image {image.get('id')!r} has no file_name or coco_url")
-
-
 def _file_ids(gt: Any) -> dict[str, int]:
     ids: dict[str, int] = {}
     for image in gt.dataset["images"]:
-        name = _file_name(image)
+        name = image_file_name(image)
         ids[name] = int(image["id"])
         ids.setdefault(Path(name).name, int(image["id"]))
     return ids
 
 
-def _image_path(root: Path, image: Mapping[str, Any]) -> Path:
-    path = root / _file_name(image)
-    flat = root / path.name  # all images in one directory, e.g. LVIS val copied flat
-    return flat if not path.is_file() and flat.is_file() else path
-
-
 def _predictions(source: Any, gt: Any, image_dir: Any, progress: bool) -> list[dict[str, Any]]:
-    if hasattr(source, "run") and callable(source.run):
+    if callable(getattr(source, "stream", None)):
         if image_dir is None:
             raise ValueError("evaluating a pipeline needs image_dir (where the GT images are)")
         root = Path(image_dir)
-        paths = [_image_path(root, im) for im in gt.dataset["images"]]
+        paths = [image_path(root, im) for im in gt.dataset["images"]]
         missing = [p for p in paths if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"ground-truth image not found: {missing[0]}")
-        return _from_results(source.run(paths, progress=progress), gt)
+        return _from_results(source.stream(paths, progress=progress), gt)
     if isinstance(source, (str, os.PathLike)):
         source = _load_json(source, "predictions file")
     if isinstance(source, Mapping):

@@ -69,6 +69,7 @@ def attach_negative_values(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``composeseg`` script; returns the exit status."""
     from composeseg.extras import MissingExtraError
+    from composeseg.pipelines.records import FolderInUseError
 
     parser = build_parser()
     args = parser.parse_args(attach_negative_values(sys.argv[1:] if argv is None else argv))
@@ -77,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError, MissingExtraError) as error:
+    except (ValueError, FileNotFoundError, MissingExtraError, FolderInUseError) as error:
         print(f"composeseg {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composeseg.pipelines.cli.common import add_model_options, load_model
+from composeseg.pipelines.cli.dataset import (
+    DATASET_SOURCE_HELP,
+    add_run_options,
+    is_dataset,
+    run_dataset,
+)
+
+if TYPE_CHECKING:
+    from composeseg.pipelines.runner import Job
 
 
 def add_edge_options(parser: argparse.ArgumentParser) -> None:
@@ -42,19 +51,36 @@ def build(args: argparse.Namespace, progress: bool) -> Any:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "edges",
-        help="edge map of an image from SAM's automatic masks",
+        help="edge map of an image or a dataset from SAM's automatic masks",
         description="Writes an 8-bit grey PNG (255 = strongest edge).",
     )
-    parser.add_argument("image", type=Path, help="image file")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.png")
+    parser.add_argument("image", type=Path, help=DATASET_SOURCE_HELP)
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="OUT.png for an image; a folder for a dataset (OUT/edges/<path>.png)",
+    )
     add_edge_options(parser)
     add_model_options(parser)
+    add_run_options(parser, exports=False)
     parser.set_defaults(handler=run)
+
+
+def edges_job(args: argparse.Namespace) -> Job:
+    """The runner's job (module level: Ray actors unpickle it)."""
+    job: Job = build(args, progress=False).job()
+    return job
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    if is_dataset(args.image):
+        run_dataset(args, edges_job)
+        return 0
     from composeseg.image import load_image
     from composeseg.io import write_image
 

@@ -10,9 +10,9 @@ import numpy as np
 
 from composeseg.pipelines.cli.common import add_model_options
 from composeseg.pipelines.cli.edges import add_edge_options
+from composeseg.pipelines.sources import IMAGE_SUFFIXES
 
 METHODS = ("sam", "sobel", "canny")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def register(eval_subparsers: Any) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composeseg.pipelines.cli.common import add_model_options
+from composeseg.pipelines.cli.dataset import add_run_options
 from composeseg.pipelines.cli.detector_options import add_detector_options
+
+if TYPE_CHECKING:
+    from composeseg.pipelines.runner import Job
 
 
 def register(eval_subparsers: Any) -> None:
@@ -43,6 +47,7 @@ def register(eval_subparsers: Any) -> None:
         help="write predictions.json and metrics.json here",
     )
     add_model_options(parser)
+    add_run_options(parser, exports=False, sources=False)
     parser.set_defaults(handler=run)
 
 
@@ -56,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.images is None:
             raise ValueError("--detector needs --images DIR (the ground-truth images)")
-        source = _pipeline(args)
+        source = _predict(args)
     metrics = evaluate_instances(
         source,
         args.gt,
@@ -70,7 +75,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline(args: argparse.Namespace) -> Any:
+def _predict(args: argparse.Namespace) -> Any:
+    """The prediction pass, through the dataset runner: with -o it resumes from
+    ``OUTDIR/run/`` (one record per ground-truth image); returns the merged predictions."""
+    import json
+    import tempfile
+
+    from composeseg.pipelines.cli.dataset import run_dataset
+
+    with tempfile.TemporaryDirectory(prefix="composeseg-eval-") as scratch:
+        out = args.output / "run" if args.output is not None else Path(scratch)
+        args.image_dir = args.images
+        summary = run_dataset(args, instances_job, source=args.gt, output=out)
+        return json.loads(summary.files[0].read_text())
+
+
+def instances_job(args: argparse.Namespace) -> Job:
+    """The runner's job: detector (given the ground truth, for oracle boxes) + SAM."""
     from composeseg.pipelines.cli.detector_options import build_pipeline
 
-    return build_pipeline(args, args.detector, dataset=args.gt)
+    job: Job = build_pipeline(args, args.detector, dataset=args.gt).job()
+    return job

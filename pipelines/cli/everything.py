@@ -1,12 +1,35 @@
-"""``composeseg everything``: segment everything in an image (automatic mask generation)."""
+"""``composeseg everything``: segment everything in an image or a dataset (automatic mask
+generation)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composeseg.pipelines.cli.common import add_model_options, load_model, write_results
+from composeseg.pipelines.cli.dataset import (
+    DATASET_SOURCE_HELP,
+    add_run_options,
+    is_dataset,
+    run_dataset,
+)
+
+if TYPE_CHECKING:
+    from composeseg.pipelines.runner import Job
+
+# option -> (AmgConfig field's help); the defaults are read from AmgConfig itself
+_OPTIONS = {
+    "pred_iou_thresh": "keep masks whose predicted IoU is above this",
+    "stability_score_thresh": "keep masks at least this stable",
+    "stability_score_offset": "logit offset of the stability score",
+    "box_nms_thresh": "box IoU above which a weaker mask is dropped",
+    "crop_n_layers": "extra layers of overlapping crops (small objects)",
+    "crop_nms_thresh": "box IoU for duplicates between crops",
+    "crop_overlap_ratio": "overlap of neighbouring crops",
+    "crop_n_points_downscale_factor": "layer i: points-per-side / factor**i",
+    "min_mask_region_area": "fill holes and drop islands below this (px)",
+}
 
 
 def add_grid_options(parser: argparse.ArgumentParser, points_per_side: int) -> None:
@@ -27,29 +50,25 @@ def add_grid_options(parser: argparse.ArgumentParser, points_per_side: int) -> N
 
 
 def register(subparsers: Any) -> None:
+    from composeseg.pipelines.amg import AmgConfig
+
     parser = subparsers.add_parser(
         "everything",
-        help="segment everything in an image (SAM's automatic mask generator)",
-        description="Writes annotated.png, masks/NNN.png and predictions.json (COCO, RLE). "
-        "Options have the names and defaults of Meta's SamAutomaticMaskGenerator.",
+        help="segment everything in an image or a dataset (SAM's automatic mask generator)",
+        description="Writes annotated.png, masks/NNN.png and predictions.json (COCO, RLE) for "
+        "an image. Options have the names and defaults of Meta's SamAutomaticMaskGenerator.",
     )
-    parser.add_argument("image", type=Path, help="image file")
+    parser.add_argument("image", type=Path, help=DATASET_SOURCE_HELP)
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
-    add_grid_options(parser, 32)
-    options: list[tuple[str, type, Any, str]] = [
-        ("--pred-iou-thresh", float, 0.88, "keep masks whose predicted IoU is above this"),
-        ("--stability-score-thresh", float, 0.95, "keep masks at least this stable"),
-        ("--stability-score-offset", float, 1.0, "logit offset of the stability score"),
-        ("--box-nms-thresh", float, 0.7, "box IoU above which a weaker mask is dropped"),
-        ("--crop-n-layers", int, 0, "extra layers of overlapping crops (small objects)"),
-        ("--crop-nms-thresh", float, 0.7, "box IoU for duplicates between crops"),
-        ("--crop-overlap-ratio", float, 512 / 1500, "overlap of neighbouring crops"),
-        ("--crop-n-points-downscale-factor", int, 1, "layer i: points-per-side / factor**i"),
-        ("--min-mask-region-area", int, 0, "fill holes and drop islands below this (px)"),
-    ]
-    for flag, kind, default, text in options:
+    defaults = AmgConfig()
+    add_grid_options(parser, int(defaults.points_per_side or 32))
+    for name, text in _OPTIONS.items():
+        default = getattr(defaults, name)
         parser.add_argument(
-            flag, type=kind, default=default, help=f"{text} (default: {default:.4g})"
+            "--" + name.replace("_", "-"),
+            type=type(default),
+            default=default,
+            help=f"{text} (default: {default:.4g})",
         )
     parser.add_argument(
         "--rle",
@@ -57,31 +76,38 @@ def register(subparsers: Any) -> None:
         help="huge images: keep masks as RLE and write only predictions.json",
     )
     add_model_options(parser)
+    add_run_options(parser)
     parser.set_defaults(handler=run)
+
+
+def build(args: argparse.Namespace, progress: bool) -> Any:
+    """The :class:`~composeseg.pipelines.AutomaticMaskGenerator` the options describe."""
+    from composeseg.pipelines.amg import AutomaticMaskGenerator
+
+    return AutomaticMaskGenerator(
+        load_model(args),
+        points_per_side=args.points_per_side,
+        points_per_batch=args.points_per_batch,
+        output="rle" if args.rle else "mask",
+        progress=progress,
+        **{name: getattr(args, name) for name in _OPTIONS},
+    )
+
+
+def everything_job(args: argparse.Namespace) -> Job:
+    """The runner's job (module level: Ray actors unpickle it)."""
+    job: Job = build(args, progress=False).job()
+    return job
 
 
 def run(args: argparse.Namespace) -> int:
     from composeseg.image import load_image
-    from composeseg.pipelines.amg import AutomaticMaskGenerator
 
+    if is_dataset(args.image):
+        run_dataset(args, everything_job)
+        return 0
     image = load_image(args.image)
-    generator = AutomaticMaskGenerator(
-        load_model(args),
-        points_per_side=args.points_per_side,
-        points_per_batch=args.points_per_batch,
-        pred_iou_thresh=args.pred_iou_thresh,
-        stability_score_thresh=args.stability_score_thresh,
-        stability_score_offset=args.stability_score_offset,
-        box_nms_thresh=args.box_nms_thresh,
-        crop_n_layers=args.crop_n_layers,
-        crop_nms_thresh=args.crop_nms_thresh,
-        crop_overlap_ratio=args.crop_overlap_ratio,
-        crop_n_points_downscale_factor=args.crop_n_points_downscale_factor,
-        min_mask_region_area=args.min_mask_region_area,
-        output="rle" if args.rle else "mask",
-        progress=True,
-    )
-    detections = generator(image)
+    detections = build(args, progress=True)(image)
     paths = write_results(args.output, image, detections, args.image.name)
     print(f"{len(detections)} mask(s) -> {paths.get('annotated', paths['predictions'])}")
     return 0

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composeseg.pipelines.cli.common import add_model_options, load_model, write_results
+from composeseg.pipelines.cli.dataset import (
+    DATASET_SOURCE_HELP,
+    add_run_options,
+    is_dataset,
+    run_dataset,
+)
 from composeseg.pipelines.cli.everything import add_grid_options
+
+if TYPE_CHECKING:
+    from composeseg.pipelines.runner import Job
 
 
 def add_proposal_options(parser: argparse.ArgumentParser) -> None:
@@ -30,13 +39,14 @@ def add_proposal_options(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "proposals",
-        help="class-agnostic mask proposals for an image",
+        help="class-agnostic mask proposals for an image or a dataset",
         description="Writes predictions.json (COCO, RLE masks, best first).",
     )
-    parser.add_argument("image", type=Path, help="image file")
+    parser.add_argument("image", type=Path, help=DATASET_SOURCE_HELP)
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     add_proposal_options(parser)
     add_model_options(parser)
+    add_run_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -54,9 +64,18 @@ def build(args: argparse.Namespace, progress: bool) -> Any:
     )
 
 
+def proposals_job(args: argparse.Namespace) -> Job:
+    """The runner's job (module level: Ray actors unpickle it)."""
+    job: Job = build(args, progress=False).job()
+    return job
+
+
 def run(args: argparse.Namespace) -> int:
     from composeseg.image import load_image
 
+    if is_dataset(args.image):
+        run_dataset(args, proposals_job)
+        return 0
     image = load_image(args.image)
     detections = build(args, progress=True)(image)
     path = write_results(args.output, image, detections, args.image.name)["predictions"]

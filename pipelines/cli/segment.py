@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from composeseg.pipelines.cli.common import add_model_options, load_model, write_results
+from composeseg.pipelines.cli.dataset import DATASET_SOURCE_HELP, add_run_options, is_dataset
 from composeseg.pipelines.cli.detector_options import add_detector_options
 
 
@@ -21,10 +22,12 @@ def register(subparsers: Any) -> None:
         description=(
             "Each --box is one object. The --point prompts together form one object (with the "
             "box, when exactly one --box is given), or one object each with --point-per-object. "
-            "With --detector SPEC (or a directory), every detected object is segmented."
+            "With --detector SPEC, every detected object is segmented, in one image or a dataset."
         ),
     )
-    parser.add_argument("image", type=Path, help="image file, or a directory with --detector")
+    parser.add_argument(
+        "image", type=Path, help=f"{DATASET_SOURCE_HELP} (a dataset needs --detector)"
+    )
     parser.add_argument(
         "--box", action="append", default=[], metavar="X0,Y0,X1,Y1", help="box, pixels (repeat)"
     )
@@ -46,6 +49,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     add_model_options(parser)
     add_detector_options(parser, multimask=False)
+    add_run_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -86,7 +90,7 @@ def build_prompts(boxes: list[str], points: list[str], point_per_object: bool) -
 def run(args: argparse.Namespace) -> int:
     from composeseg.image import load_image
 
-    if args.detector is not None or args.image.is_dir():
+    if args.detector is not None or is_dataset(args.image):
         from composeseg.pipelines.cli.detect import run_detector
 
         return run_detector(args)

@@ -1,12 +1,22 @@
-"""``composeseg text IMAGE "a cat" "a dog" -o OUTDIR``: masks of what texts name."""
+"""``composeseg text SOURCE "a cat" "a dog" -o OUTDIR``: masks of what texts name, in an image
+or a dataset."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from composeseg.pipelines.cli.common import add_model_options, load_model
+from composeseg.pipelines.cli.dataset import (
+    DATASET_SOURCE_HELP,
+    add_run_options,
+    is_dataset,
+    run_dataset,
+)
+
+if TYPE_CHECKING:
+    from composeseg.pipelines.runner import Job
 
 
 def register(subparsers: Any) -> None:
@@ -22,7 +32,7 @@ def register(subparsers: Any) -> None:
             "the texts)."
         ),
     )
-    parser.add_argument("image", type=Path, help="image file")
+    parser.add_argument("image", type=Path, help=DATASET_SOURCE_HELP)
     parser.add_argument("texts", nargs="+", metavar="TEXT", help='queries, e.g. "a red car"')
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     route = parser.add_argument_group("route")
@@ -53,6 +63,7 @@ def register(subparsers: Any) -> None:
         "--nms-iou", type=float, default=0.7, help="mask IoU above which duplicates go"
     )
     add_model_options(parser)
+    add_run_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -97,10 +108,19 @@ def build(args: argparse.Namespace) -> Any:
     )
 
 
+def text_job(args: argparse.Namespace) -> Job:
+    """The runner's job (module level: Ray actors unpickle it)."""
+    job: Job = build(args).job(args.texts)
+    return job
+
+
 def run(args: argparse.Namespace) -> int:
     from composeseg.image import load_image
     from composeseg.pipelines.cli.common import write_results
 
+    if is_dataset(args.image):
+        run_dataset(args, text_job)
+        return 0
     pipe = build(args)
     image = load_image(args.image)
     detections = pipe(image, args.texts)

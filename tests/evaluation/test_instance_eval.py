@@ -85,12 +85,12 @@ def test_cli_eval_and_segment_directory(
         str(out),
     ]
     assert main(args) == 0
-    assert (out / "instances.json").is_file()
-    stems = sorted(p.stem for p in images.iterdir())
-    assert all((out / s / "predictions.json").is_file() for s in stems)
+    assert (out / "predictions.json").is_file()
+    names = sorted(p.name for p in images.iterdir())
+    assert all((out / "records" / f"{n}.json").is_file() for n in names)
     capsys.readouterr()
     assert main(args) == 0  # resume: nothing recomputed
-    assert capsys.readouterr().out.count("skipped") == len(stems)
+    assert f"0 done, {len(names)} done before" in capsys.readouterr().out
 
     assert (
         main(
@@ -100,7 +100,7 @@ def test_cli_eval_and_segment_directory(
                 "--gt",
                 str(coco),
                 "--detections",
-                str(out / "instances.json"),
+                str(out / "predictions.json"),
                 "-o",
                 str(tmp_path / "ev"),
             ]

@@ -118,15 +118,17 @@ def test_run_writes_and_resumes(tiny_sam, rgb_image, tmp_path: Path, monkeypatch
         Image.fromarray(rgb_image).save(images / name)
     (images / "notes.txt").write_text("not an image")
     pipe = InstanceSegmentation(tiny_sam, detector)
-    first = list(pipe.run(images, write_to=tmp_path / "out", progress=False))
+    summary = pipe.run(images, write_to=tmp_path / "out", progress=False)
+    first = list(summary.results())
     assert [r.name for r in first] == ["a.png", "b.jpg"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.json", "b.json"]
+    records = sorted(p.name for p in (tmp_path / "out" / "records").iterdir())
+    assert records == ["a.png.json", "b.jpg.json"]
     calls = counting(tiny_sam, monkeypatch)
-    again = list(pipe.run(images, write_to=tmp_path / "out", progress=False))
-    assert calls["embed"] == []  # everything read back
-    for a, b in zip(first, again, strict=True):
+    again = pipe.run(images, write_to=tmp_path / "out", progress=False)
+    assert calls["decode"] == [] and (again.done, again.skipped) == (0, 2)  # nothing recomputed
+    for a, b in zip(first, again.results(), strict=True):
         np.testing.assert_array_equal(a.detections.mask, b.detections.mask)
         np.testing.assert_allclose(a.detections.confidence, b.detections.confidence)
         assert a.detections.data["class_name"].tolist() == b.detections.data["class_name"].tolist()
-    arrays = list(pipe.run([rgb_image, rgb_image[:50]], progress=False))
+    arrays = list(pipe.stream([rgb_image, rgb_image[:50]]))
     assert [r.image_size for r in arrays] == [(90, 140), (50, 140)]
