@@ -101,3 +101,15 @@ def run_dataset(
     )
     print(summary)
     return summary
+
+
+def complete(summary: RunSummary) -> RunSummary:
+    """An evaluation scores every ground-truth image: refuse a prediction pass that could not
+    read some (a missing image would silently count as a miss)."""
+    if summary.failed:
+        key, reason = summary.failed[0]
+        raise ValueError(
+            f"{len(summary.failed)} ground-truth image(s) could not be read, e.g. {key}: "
+            f"{reason} (all in {summary.output / 'failures.json'})"
+        )
+    return summary

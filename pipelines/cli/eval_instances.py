@@ -81,12 +81,12 @@ def _predict(args: argparse.Namespace) -> Any:
     import json
     import tempfile
 
-    from composeseg.pipelines.cli.dataset import run_dataset
+    from composeseg.pipelines.cli.dataset import complete, run_dataset
 
     with tempfile.TemporaryDirectory(prefix="composeseg-eval-") as scratch:
         out = args.output / "run" if args.output is not None else Path(scratch)
         args.image_dir = args.images
-        summary = run_dataset(args, instances_job, source=args.gt, output=out)
+        summary = complete(run_dataset(args, instances_job, source=args.gt, output=out))
         return json.loads(summary.files[0].read_text())
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from composeseg.pipelines.cli.common import add_model_options
-from composeseg.pipelines.cli.proposals import add_proposal_options
+from composeseg.pipelines.cli.dataset import add_run_options
+from composeseg.pipelines.cli.proposals import add_proposal_options, proposals_job
 
 
 def register(eval_subparsers: Any) -> None:
@@ -24,9 +25,16 @@ def register(eval_subparsers: Any) -> None:
         "--predictions", type=Path, default=None, metavar="RESULTS.json", help="score these"
     )
     parser.add_argument("--max-images", type=int, default=0, help="stop after N images")
-    parser.add_argument("-o", "--output", type=Path, help="also write the metrics as JSON here")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="also write the metrics as JSON here; the predictions go to a folder beside it "
+        "(METRICS.run/), so an interrupted evaluation resumes",
+    )
     add_proposal_options(parser)
     add_model_options(parser)
+    add_run_options(parser, exports=False, sources=False)
     parser.set_defaults(handler=run)
 
 
@@ -46,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.images is None:
         raise ValueError("give --images DIR (the ground-truth images) or --predictions")
     else:
-        predictions = _predict(args, images)
+        predictions = _predict(args, gt)
     metrics = proposal_recall(predictions, gt)
     print(metrics.table())
     print(f"{metrics.num_proposals} proposals on {metrics.num_images} images")
@@ -55,16 +63,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace, images: list[dict[str, Any]]) -> dict[int, Any]:
-    from composeseg.image import load_image
-    from composeseg.pipelines.cli.proposals import build
-    from composeseg.progress import progress
+def _predict(args: argparse.Namespace, gt: dict[str, Any]) -> list[dict[str, Any]]:
+    """The prediction pass, through the dataset runner (with -o, resumable from
+    ``OUTDIR/run/``): COCO result records keyed by the ground truth's image ids."""
+    import tempfile
 
-    proposals = build(args, progress=False)
-    out = {}
-    for record in progress(images, desc="proposals", unit="img"):
-        path = args.images / record["file_name"]
-        if not path.exists():
-            raise FileNotFoundError(f"image {record['id']}: {path} does not exist")
-        out[int(record["id"])] = proposals(load_image(path))
-    return out
+    from composeseg.io import write_json
+    from composeseg.pipelines.cli.dataset import complete, run_dataset
+
+    with tempfile.TemporaryDirectory(prefix="composeseg-eval-") as scratch:
+        source = write_json(Path(scratch) / "images.json", {"images": gt["images"]})
+        out = args.output.with_suffix(".run") if args.output else Path(scratch)
+        args.image_dir = args.images
+        summary = complete(run_dataset(args, proposals_job, source=source, output=out))
+        records: list[dict[str, Any]] = json.loads(summary.files[0].read_text())["annotations"]
+        return records

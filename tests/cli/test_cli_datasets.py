@@ -127,3 +127,26 @@ def test_eval_instances_predicts_through_the_runner_and_resumes(
     assert main(argv) == 0
     assert "0 done, 2 done before" in capsys.readouterr().out
     assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def test_eval_proposals_resumes_and_refuses_missing_images(
+    tiny_sam_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from composeseg.synthetic import SceneConfig, generate_scenes, write_coco
+
+    coco = write_coco(generate_scenes(range(3), SceneConfig(height=64, width=96)), tmp_path / "gt")
+    images = coco.parent / "images"
+    metrics = tmp_path / "metrics.json"
+    argv = ["eval", "proposals", "--gt", str(coco), "--images", str(images)]
+    argv += ["--points-per-side", "4", "-o", str(metrics), *model(tiny_sam_dir)]
+    assert main(argv) == 0
+    assert "3 images: 3 done" in capsys.readouterr().out
+    assert len(list((tmp_path / "metrics.run" / "records").rglob("*.json"))) == 3
+    first = json.loads(metrics.read_text())
+    assert main(argv) == 0
+    assert "0 done, 3 done before" in capsys.readouterr().out
+    assert json.loads(metrics.read_text()) == first
+    next(images.iterdir()).unlink()
+    argv[argv.index("-o") + 1] = str(tmp_path / "other.json")
+    assert main(argv) == 2
+    assert "1 ground-truth image(s) could not be read" in capsys.readouterr().err
