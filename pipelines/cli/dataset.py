@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from composeseg.pipelines.runner import Job, RunSummary
@@ -71,6 +71,13 @@ def add_run_options(
     group.add_argument(
         "--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per actor (default: 0)"
     )
+
+
+def quiet_job(build: Callable[[argparse.Namespace, bool], Any], args: argparse.Namespace) -> Job:
+    """``build(args, progress=False).job()``: a dataset run draws one bar over images, not one
+    per image. Module level, so ``partial(quiet_job, build)`` pickles for Ray actors."""
+    job: Job = build(args, False).job()
+    return job
 
 
 def run_dataset(

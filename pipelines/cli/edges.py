@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,11 +12,12 @@ from composeseg.pipelines.cli.dataset import (
     DATASET_SOURCE_HELP,
     add_run_options,
     is_dataset,
+    quiet_job,
     run_dataset,
 )
 
 if TYPE_CHECKING:
-    from composeseg.pipelines.runner import Job
+    pass
 
 
 def add_edge_options(parser: argparse.ArgumentParser) -> None:
@@ -69,17 +71,11 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def edges_job(args: argparse.Namespace) -> Job:
-    """The runner's job (module level: Ray actors unpickle it)."""
-    job: Job = build(args, progress=False).job()
-    return job
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     if is_dataset(args.image):
-        run_dataset(args, edges_job)
+        run_dataset(args, partial(quiet_job, build))
         return 0
     from composeseg.image import load_image
     from composeseg.io import write_image

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from composeseg.pipelines.cli.common import add_model_options
 from composeseg.pipelines.cli.dataset import add_run_options
-from composeseg.pipelines.cli.proposals import add_proposal_options, proposals_job
+from composeseg.pipelines.cli.proposals import add_proposal_options, build
 
 
 def register(eval_subparsers: Any) -> None:
@@ -69,12 +70,13 @@ def _predict(args: argparse.Namespace, gt: dict[str, Any]) -> list[dict[str, Any
     import tempfile
 
     from composeseg.io import write_json
-    from composeseg.pipelines.cli.dataset import complete, run_dataset
+    from composeseg.pipelines.cli.dataset import complete, quiet_job, run_dataset
 
     with tempfile.TemporaryDirectory(prefix="composeseg-eval-") as scratch:
         source = write_json(Path(scratch) / "images.json", {"images": gt["images"]})
         out = args.output.with_suffix(".run") if args.output else Path(scratch)
         args.image_dir = args.images
-        summary = complete(run_dataset(args, proposals_job, source=source, output=out))
+        job = partial(quiet_job, build)
+        summary = complete(run_dataset(args, job, source=source, output=out))
         records: list[dict[str, Any]] = json.loads(summary.files[0].read_text())["annotations"]
         return records

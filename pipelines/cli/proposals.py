@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,12 +12,13 @@ from composeseg.pipelines.cli.dataset import (
     DATASET_SOURCE_HELP,
     add_run_options,
     is_dataset,
+    quiet_job,
     run_dataset,
 )
 from composeseg.pipelines.cli.everything import add_grid_options
 
 if TYPE_CHECKING:
-    from composeseg.pipelines.runner import Job
+    pass
 
 
 def add_proposal_options(parser: argparse.ArgumentParser) -> None:
@@ -64,17 +66,11 @@ def build(args: argparse.Namespace, progress: bool) -> Any:
     )
 
 
-def proposals_job(args: argparse.Namespace) -> Job:
-    """The runner's job (module level: Ray actors unpickle it)."""
-    job: Job = build(args, progress=False).job()
-    return job
-
-
 def run(args: argparse.Namespace) -> int:
     from composeseg.image import load_image
 
     if is_dataset(args.image):
-        run_dataset(args, proposals_job)
+        run_dataset(args, partial(quiet_job, build))
         return 0
     image = load_image(args.image)
     detections = build(args, progress=True)(image)
