@@ -170,7 +170,6 @@ def run_job(
             records.check_export_names(items)
         done = {i.key for i in items if folder.record_path(i.key, records).is_file()}
         batches = chunks(items, batch_size)
-        bar = _bar(built.name, len(items), len(done), progress)
         if engine == "ray":
             from composeseg.pipelines.runner_ray import run_on_ray
 
@@ -186,6 +185,8 @@ def run_job(
             )
         else:
             outcomes = process_items(built, batches, folder, done=done, save_images=save_images)
+        # after the engine: Ray's missing-extra error comes before any bar is drawn
+        bar = _bar(built.name, len(items), len(done), progress)
         computed, objects, failed = 0, 0, []
         for outcome in outcomes:
             if outcome.error is not None:
