@@ -13,15 +13,18 @@ import numpy as np
 
 
 def temp_file_beside(path: str | os.PathLike) -> Path:
-    """Create an empty, uniquely named hidden file next to ``path`` (same suffix) and return it.
+    """Create an empty, uniquely named hidden file next to ``path`` and return it.
 
+    The name, ``.<name>.<random>.tmp``, is hidden and ends in ``.tmp`` rather than the
+    target's suffix, so a file left behind by a killed process is never picked up as an image,
+    JSON or video by a later run over the folder (writers are told the format explicitly).
     The file is created with the umask's permissions, like any ordinary output (``mkstemp``
     would make it readable by its owner only), so renaming it onto ``path`` publishes a normal
     file. Creates ``path``'s directory if needed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     return tmp
 
@@ -54,4 +57,8 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> Path:
 
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
-    return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp))
+    suffix = Path(path).suffix.lower()
+    image_format = Image.registered_extensions().get(suffix)
+    if image_format is None:
+        raise ValueError(f"cannot write an image as {suffix or 'a file without suffix'}: {path}")
+    return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format=image_format))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from composeseg.io import atomic_write, write_json
+from composeseg.io import atomic_write, temp_file_beside, write_image, write_json
 from composeseg.rle import decode as rle_to_mask
 from composeseg.rle import encode_mask as mask_to_rle
 
@@ -35,6 +35,20 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
         atomic_write(path, explode)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["result.txt"]
+
+
+def test_temporaries_never_look_like_images(tmp_path: Path) -> None:
+    # a killed write leaves its temporary behind: it must not be read as an image later
+    tmp = temp_file_beside(tmp_path / "annotated.png")
+    assert tmp.name.startswith(".annotated.png.") and tmp.suffix == ".tmp"
+    from PIL import Image
+
+    pixels = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    for name in ("a.png", "b.jpg", "c.webp", "d.tif"):
+        path = write_image(tmp_path / name, pixels)
+        assert Image.open(path).size == (2, 2)
+    with pytest.raises(ValueError, match="cannot write an image as .tmp"):
+        write_image(tmp_path / "e.tmp", pixels)
 
 
 def test_rle_round_trip_keeps_holes() -> None:
