@@ -91,9 +91,10 @@ def run_dataset(
     themselves, so models load in each actor, on its device."""
     from composeseg.pipelines.runner import run_job
 
-    factory = partial(build_job, args)
+    # a factory, not a built job: the output folder is checked (and locked) before any model
+    # loads, and Ray actors load their own copy
     summary = run_job(
-        factory if args.engine == "ray" else factory(),
+        partial(build_job, args),
         source if source is not None else args.image,
         write_to=output if output is not None else args.output,
         batch_size=args.batch_size,

@@ -104,6 +104,10 @@ def test_dataset_errors_are_one_line_and_exit_2(
         capsys.readouterr()
         assert main(argv + model(tiny_sam_dir)) == 2, message
         assert message in capsys.readouterr().err
+    # the output is checked before any model loads: a missing model is not what it reports
+    argv = ["everything", str(folder), "-o", str(tmp_path / "a-file"), "--sam", "no/such-model"]
+    assert main(argv) == 2
+    assert "is a file" in capsys.readouterr().err
     with OutputFolder(tmp_path / "busy"):
         argv = ["everything", str(folder), "-o", str(tmp_path / "busy"), *model(tiny_sam_dir)]
         assert main(argv) == 2
