@@ -22,6 +22,7 @@ _LAZY = {
     "ImageEmbedding": "composeseg.prediction",
     "Sam": "composeseg.sam",
     "load_sam": "composeseg.loading",
+    "export_onnx": "composeseg.onnx_export",
     "load_image": "composeseg.image",
     "ConceptPrediction": "composeseg.concepts",
     "ConceptSam": "composeseg.concepts",
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; resolved lazily at run ti
     from composeseg.concepts import ConceptPrediction, ConceptSam, load_sam3  # noqa: F401
     from composeseg.image import load_image  # noqa: F401
     from composeseg.loading import load_sam  # noqa: F401
+    from composeseg.onnx_export import export_onnx  # noqa: F401
     from composeseg.prediction import ImageEmbedding, MaskPrediction  # noqa: F401
     from composeseg.prompts import BACKGROUND, FOREGROUND, PADDING, Prompts  # noqa: F401
     from composeseg.sam import Sam  # noqa: F401

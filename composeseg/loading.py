@@ -47,6 +47,8 @@ KNOWN_MODELS: dict[str, str] = {
 """Short names accepted by :func:`load_sam` for the released hub checkpoints."""
 
 _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+ONNX_MANIFEST = "composeseg.json"
+"""The file that marks a directory as an ONNX export (:mod:`composeseg.backends.onnx`)."""
 
 
 def load_sam(
@@ -64,6 +66,9 @@ def load_sam(
         source: one of
             - ``None``: the embedded demo model shipped in the package (works offline);
             - a local directory written by ``save_pretrained`` (SAM, SlimSAM, SAM-HQ, SAM 2);
+            - a directory written by :func:`composeseg.export_onnx` (it has
+              ``composeseg.json``), run by onnxruntime on "cpu" or "cuda" in the precision it
+              was exported with (``pip install "composeseg[onnx]"``);
             - an original Meta checkpoint file (``sam_vit_b_01ec64.pth`` …), converted in
               memory;
             - a hub id (``facebook/sam-vit-base``) or a short name from :data:`KNOWN_MODELS`,
@@ -95,6 +100,15 @@ def load_sam(
     if attention not in ("lean", "transformers"):
         raise ValueError(f"attention must be 'lean' or 'transformers', got {attention!r}")
 
+    if source is not None and (Path(os.fspath(source)).expanduser() / ONNX_MANIFEST).is_file():
+        from composeseg.backends.onnx import load_onnx_sam
+
+        return load_onnx_sam(
+            Path(os.fspath(source)).expanduser(),
+            device=device,
+            dtype=dtype,
+            decode_batch_size=decode_batch_size,
+        )
     target = pick_device(device)
     dtype = dtype or torch.float32
     if dtype == torch.float16 and target.type == "cpu":
@@ -174,6 +188,11 @@ def read_model_type(path: Path) -> str:
         ValueError: no ``config.json``, or one without a readable ``model_type`` (names it).
     """
     config_file = path / "config.json"
+    if not config_file.is_file() and any(path.glob("*.onnx")):
+        raise ValueError(
+            f"{path} holds .onnx files but no {ONNX_MANIFEST}: not a composeseg ONNX export "
+            "(write one with composeseg.export_onnx / composeseg export onnx)"
+        )
     if not config_file.is_file():
         raise ValueError(f"{path} has no config.json: not a save_pretrained model directory")
     try:

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "composeseg.pipelines.cli.train",
     "composeseg.pipelines.cli.track",
     "composeseg.pipelines.cli.text",
+    "composeseg.pipelines.cli.export",
 )
 
 
