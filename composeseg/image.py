@@ -43,6 +43,13 @@ def _open(path: Path) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
+    except Image.DecompressionBombError as error:
+        # never downscale silently: name the way to open a huge image on purpose
+        raise ValueError(
+            f"{path}: {error}; segment it tiled, opened on purpose "
+            "(composeseg.raster.open_raster(path, large_image=True), command line: --tile "
+            "with --large-image)"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as error:
         # ImportError: some libraries (ultralytics) patch Image.open to fetch a decoder plugin
         # on an unidentified file, which fails offline; the file is still unreadable to us.

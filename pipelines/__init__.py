@@ -44,6 +44,10 @@ _LAZY: dict[str, str] = {
     "TextSegmentation": "composeseg.pipelines.text",
     "TextConfig": "composeseg.pipelines.text",
     "mask_nms": "composeseg.pipelines.mask_nms",
+    "TiledInstanceSegmentation": "composeseg.pipelines.tiled",
+    "TiledInstanceConfig": "composeseg.pipelines.tiled",
+    "TiledMaskGenerator": "composeseg.pipelines.tiled_everything",
+    "TiledMaskConfig": "composeseg.pipelines.tiled_everything",
 }
 
 __all__ = sorted(_LAZY)

@@ -240,8 +240,46 @@ class AutomaticMaskGenerator(Runnable):
         embedding: ImageEmbedding | None,
     ) -> MaskSet:
         x0, y0, x1, y1 = crop_box
+        return self.generate_crop(
+            image[y0:y1, x0:x1],
+            crop_box,
+            (int(image.shape[0]), int(image.shape[1])),
+            layer=layer,
+            keep_logits=keep_logits,
+            embedding=embedding,
+            bar=bar,
+        )
+
+    def generate_crop(
+        self,
+        crop: np.ndarray,
+        crop_box: list[int],
+        image_size: tuple[int, int],
+        *,
+        layer: int = 0,
+        edge_masks: bool = False,
+        keep_logits: bool = False,
+        embedding: ImageEmbedding | None = None,
+        bar: Any = None,
+    ) -> MaskSet:
+        """Masks of one crop of a (possibly huge, never loaded) image, after this crop's NMS.
+
+        Args:
+            crop: ``(h, w, 3) uint8``, the pixels of ``crop_box``.
+            crop_box: ``[x0, y0, x1, y1]`` of the crop, pixels of the image.
+            image_size: ``(H, W)`` of the whole image.
+            layer: the crop layer, whose point grid is used.
+            edge_masks: keep masks that touch a crop edge inside the image (Meta's generator
+                drops them; tiled pipelines merge them across seams).
+            embedding: of ``crop``, to skip the encoder.
+
+        Returns:
+            A :class:`MaskSet` whose RLEs are in the crop's frame (``frames``), boxes in
+            pixels of the image.
+        """
+        x0, y0, x1, y1 = crop_box
         if embedding is None:
-            embedding = self.sam.embed(image[y0:y1, x0:x1])
+            embedding = self.sam.embed(crop)
         height, width = y1 - y0, x1 - x0
         points = self._grids[layer] * np.array([[width, height]], np.float64)
         step = self.config.points_per_batch
@@ -249,7 +287,7 @@ class AutomaticMaskGenerator(Runnable):
         for start in range(0, len(points), step):
             batch = points[start : start + step]
             parts.append(
-                self._process_batch(embedding, batch, crop_box, image.shape[:2], keep_logits)
+                self._process_batch(embedding, batch, crop_box, image_size, keep_logits, edge_masks)
             )
             if bar is not None:
                 bar.update(1)
@@ -265,6 +303,7 @@ class AutomaticMaskGenerator(Runnable):
         crop_box: list[int],
         image_size: tuple[int, ...],
         keep_logits: bool,
+        edge_masks: bool = False,
     ) -> MaskSet:
         config, sam = self.config, self.sam
         prompts = Prompts(points=points[:, None], point_labels=np.ones((len(points), 1)))
@@ -304,7 +343,7 @@ class AutomaticMaskGenerator(Runnable):
         boxes = rle.boxes_inclusive(rles) + np.array([x0, y0, x0, y0], np.float32)
         height_full, width_full = int(image_size[0]), int(image_size[1])
         edge = is_box_near_crop_edge(boxes, crop_box, [0, 0, width_full, height_full])
-        ok_np = ~edge
+        ok_np = np.ones(len(edge), bool) if edge_masks else ~edge
         index_np = index[ok_np]
         return MaskSet(
             rles=[r for r, ok in zip(rles, ok_np, strict=True) if ok],

@@ -28,6 +28,10 @@ def run_detector(args: argparse.Namespace) -> int:
     if is_dataset(args.image):
         run_dataset(args, segment_job)
         return 0
+    if getattr(args, "tile", None) is not None:
+        from composeseg.pipelines.cli.tiled import run_tiled, tiled_instance
+
+        return run_tiled(args, tiled_instance(args))
     pipe = build_pipeline(args, args.detector)
     image = load_image(args.image)
     detections = pipe.segment(image, pipe.detect(image, args.image))
@@ -40,5 +44,10 @@ def segment_job(args: argparse.Namespace) -> Job:
     """The runner's job for ``segment --detector`` (module level: Ray actors unpickle it)."""
     from composeseg.pipelines.cli.detector_options import build_pipeline
 
+    if getattr(args, "tile", None) is not None:
+        from composeseg.pipelines.cli.tiled import tiled_instance
+
+        tiled: Job = tiled_instance(args, progress=False).job()
+        return tiled
     job: Job = build_pipeline(args, args.detector).job()
     return job

@@ -16,6 +16,7 @@ from composeseg.pipelines.cli.dataset import (
     quiet_job,
     run_dataset,
 )
+from composeseg.pipelines.cli.tiled import add_tile_options
 
 if TYPE_CHECKING:
     pass
@@ -77,6 +78,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="huge images: keep masks as RLE and write only predictions.json",
     )
+    add_tile_options(parser, everything=True)
     add_model_options(parser)
     add_run_options(parser)
     parser.set_defaults(handler=run)
@@ -86,6 +88,10 @@ def build(args: argparse.Namespace, progress: bool) -> Any:
     """The :class:`~composeseg.pipelines.AutomaticMaskGenerator` the options describe."""
     from composeseg.pipelines.amg import AutomaticMaskGenerator
 
+    if getattr(args, "tile", None) is not None:
+        from composeseg.pipelines.cli.tiled import tiled_generator
+
+        return tiled_generator(args, proposals=False, progress=progress)
     return AutomaticMaskGenerator(
         load_model(args),
         points_per_side=args.points_per_side,
@@ -102,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
     if is_dataset(args.image):
         run_dataset(args, partial(quiet_job, build))
         return 0
+    if args.tile is not None:
+        from composeseg.pipelines.cli.tiled import run_tiled
+
+        return run_tiled(args, build(args, progress=True))
     image = load_image(args.image)
     detections = build(args, progress=True)(image)
     paths = write_results(args.output, image, detections, args.image.name)

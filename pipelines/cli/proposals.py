@@ -16,6 +16,7 @@ from composeseg.pipelines.cli.dataset import (
     run_dataset,
 )
 from composeseg.pipelines.cli.everything import add_grid_options
+from composeseg.pipelines.cli.tiled import add_tile_options
 
 if TYPE_CHECKING:
     pass
@@ -47,6 +48,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("image", type=Path, help=DATASET_SOURCE_HELP)
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     add_proposal_options(parser)
+    add_tile_options(parser, everything=True)
     add_model_options(parser)
     add_run_options(parser)
     parser.set_defaults(handler=run)
@@ -55,6 +57,10 @@ def register(subparsers: Any) -> None:
 def build(args: argparse.Namespace, progress: bool) -> Any:
     from composeseg.pipelines.proposals import ObjectProposals
 
+    if getattr(args, "tile", None) is not None:
+        from composeseg.pipelines.cli.tiled import tiled_generator
+
+        return tiled_generator(args, proposals=True, progress=progress)
     return ObjectProposals(
         load_model(args),
         points_per_side=args.points_per_side,
@@ -72,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
     if is_dataset(args.image):
         run_dataset(args, partial(quiet_job, build))
         return 0
+    if args.tile is not None:
+        from composeseg.pipelines.cli.tiled import run_tiled
+
+        return run_tiled(args, build(args, progress=True))
     image = load_image(args.image)
     detections = build(args, progress=True)(image)
     path = write_results(args.output, image, detections, args.image.name)["predictions"]

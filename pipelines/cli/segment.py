@@ -13,6 +13,7 @@ import numpy as np
 from composeseg.pipelines.cli.common import add_model_options, load_model, write_results
 from composeseg.pipelines.cli.dataset import DATASET_SOURCE_HELP, add_run_options, is_dataset
 from composeseg.pipelines.cli.detector_options import add_detector_options
+from composeseg.pipelines.cli.tiled import add_tile_options
 
 
 def register(subparsers: Any) -> None:
@@ -49,6 +50,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     add_model_options(parser)
     add_detector_options(parser, multimask=False)
+    add_tile_options(parser, everything=False)
     add_run_options(parser)
     parser.set_defaults(handler=run)
 
@@ -90,6 +92,8 @@ def build_prompts(boxes: list[str], points: list[str], point_per_object: bool) -
 def run(args: argparse.Namespace) -> int:
     from composeseg.image import load_image
 
+    if args.tile is not None and args.detector is None:
+        raise ValueError("--tile segments what a detector finds: give --detector SPEC")
     if args.detector is not None or is_dataset(args.image):
         from composeseg.pipelines.cli.detect import run_detector
 
