@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "composeseg.pipelines.cli.track",
     "composeseg.pipelines.cli.text",
     "composeseg.pipelines.cli.export",
+    "composeseg.pipelines.cli.serve",
 )
 
 
