@@ -202,9 +202,22 @@ def read_model_type(path: Path) -> str:
 
 
 def _from_directory(path: Path) -> Any:
+    import pickle
+
+    from safetensors import SafetensorError
+
     model_class = _model_class(read_model_type(path), str(path))
     try:
         return model_class.from_pretrained(path)
+    except (pickle.UnpicklingError, SafetensorError, EOFError) as error:
+        # transformers reads .bin weights with weights_only=True and refuses other pickles;
+        # say which file, in one line, instead of the unpickler's traceback
+        files = sorted(p.name for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{path}: the weights ({', '.join(files) or 'none found'}) are unreadable or "
+            f"not plain tensors, refused ({type(error).__name__}: {reason[:200]})"
+        ) from None
     except (OSError, ValueError, RuntimeError) as error:
         raise ValueError(f"{path}: loading {model_class.__name__} failed: {error}") from error
 

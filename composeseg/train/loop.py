@@ -327,8 +327,19 @@ def _load_checkpoint(
     scheduler: Any,
     config: TrainConfig,
 ) -> tuple[int, list[dict[str, Any]], float]:
+    import pickle
+
     device = next(model.parameters()).device
-    state = torch.load(path, map_location=device, weights_only=False)
+    try:
+        # weights_only: a checkpoint is data (tensors, numbers, strings, lists, dicts); a
+        # pickle that names any other callable is refused instead of run
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{path}: not a checkpoint this trainer wrote, refused ({reason}); "
+            "delete it, or train into another folder"
+        ) from None
     saved = state["config"]
     changed = sorted(k for k, v in config.to_dict().items() if k in saved and saved[k] != v)
     forbidden = [k for k in changed if k not in _RESUMABLE_CHANGES]

@@ -21,8 +21,9 @@ def add_detector_options(
     parser.add_argument(
         "--detector",
         metavar="SPEC",
-        help="ultralytics weights (.pt/.yaml), a transformers model id or directory, or a COCO "
-        f"JSON (a dataset: its boxes as oracle prompts{results})",
+        help="ultralytics weights (.pt/.yaml/.onnx), a transformers model id or directory, or a "
+        f"COCO JSON (a dataset: its boxes as oracle prompts{results}). A .pt file is a pickle "
+        "that ultralytics loads with code execution: only use .pt files you trust",
     )
     parser.add_argument(
         "--classes",

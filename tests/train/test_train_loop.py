@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from payloads import Payload
 
 from composeseg import load_sam
 from composeseg.synthetic import SceneConfig
@@ -84,3 +85,17 @@ def test_learning_rate_warms_up_then_decays() -> None:
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in itertools.pairwise(factors[10:]))
     assert factors[-1] == pytest.approx(0.1, abs=0.01)
+
+
+@pytest.mark.parametrize("how", ["payload", "truncated"])
+def test_resume_refuses_a_checkpoint_that_is_not_data(tmp_path: Path, how: str) -> None:
+    out, marker = tmp_path / "out", tmp_path / "ran"
+    _run(out, steps=1)
+    checkpoint = out / CHECKPOINT_NAME
+    if how == "payload":
+        torch.save({"model": Payload(marker)}, checkpoint)
+    else:
+        checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    with pytest.raises(ValueError, match=f"{CHECKPOINT_NAME}: not a checkpoint this trainer"):
+        _run(out, resume=True)
+    assert not marker.exists(), "the planted pickle ran"
