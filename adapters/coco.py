@@ -8,7 +8,6 @@ dataset file supplying image names and categories.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from collections.abc import Mapping
@@ -18,22 +17,15 @@ from typing import Any
 import numpy as np
 
 from composeseg.adapters.options import PromptOptions, build_prompts, resolve_options
+from composeseg.coco import check_dataset, load_json
 from composeseg.prompts import Prompts
 from composeseg.rle import decode_segmentation
 
 CocoSource = str | os.PathLike | Mapping[str, Any] | list
 
 
-def _load(source: CocoSource, what: str) -> Any:
-    if isinstance(source, (Mapping, list)):
-        return source
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
+def _name(source: CocoSource | None, fallback: str) -> str:
+    return fallback if source is None or isinstance(source, (Mapping, list)) else str(source)
 
 
 class CocoBoxes:
@@ -61,17 +53,23 @@ class CocoBoxes:
         options: PromptOptions | None = None,
         **option_overrides: Any,
     ) -> None:
-        loaded = _load(annotations, "COCO annotation file")
+        loaded = load_json(annotations, "COCO annotation file")
         if isinstance(loaded, list):
             if dataset is None:
                 raise ValueError("a COCO results list needs dataset= (image names, categories)")
-            records, meta = loaded, _load(dataset, "COCO dataset file")
+            records, meta = loaded, load_json(dataset, "COCO dataset file")
         elif isinstance(loaded, Mapping) and "annotations" in loaded:
-            records, meta = loaded["annotations"], _load(dataset, "dataset") if dataset else loaded
+            records = loaded["annotations"]
+            meta = load_json(dataset, "dataset") if dataset else loaded
         else:
             raise ValueError("expected a COCO dataset (with 'annotations') or a results list")
         if not isinstance(meta, Mapping) or "images" not in meta:
             raise ValueError("the COCO dataset has no 'images' list")
+        name = _name(annotations, "the COCO annotations")
+        if not isinstance(records, list):
+            raise ValueError(f"{name}: 'annotations' must be a list")
+        # the boxes against the dataset's images: every field this class reads, checked once
+        check_dataset({**meta, "annotations": records}, name, need="bbox")
         self.options = resolve_options(options, option_overrides)
         self.images: dict[int, dict[str, Any]] = {int(im["id"]): im for im in meta["images"]}
         self.categories: dict[int, str] = {

@@ -200,3 +200,82 @@ def image_path(root: str | os.PathLike, image: Mapping[str, Any]) -> Path:
     path = Path(root) / image_file_name(image)
     flat = Path(root) / path.name
     return flat if not path.is_file() and flat.is_file() else path
+
+
+def load_json(source: Any, what: str = "COCO file") -> Any:
+    """A COCO file's parsed JSON; an already-parsed object (dict or list) is returned as is.
+
+    Raises:
+        FileNotFoundError: no such file (``what`` names it: "ground-truth file" ...).
+        ValueError: the file is not valid JSON (or not UTF-8), naming it.
+    """
+    import json
+
+    if isinstance(source, (Mapping, list)):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+
+
+def check_dataset(payload: Any, name: str, *, need: str = "bbox") -> dict[str, Any]:
+    """Check a COCO dataset's structure before any library indexes it.
+
+    pycocotools and the adapters index ``images``, ``annotations`` and ``categories`` without
+    checking them, so a file missing one field ended in a ``KeyError`` deep inside them.
+
+    Args:
+        payload: the parsed JSON.
+        name: how to name the file in errors (its path).
+        need: what each annotation must carry besides ``image_id`` and ``category_id``:
+            ``"bbox"``, ``"segmentation"`` or ``"any"`` (either).
+
+    Returns:
+        ``payload`` (a dict), unchanged.
+
+    Raises:
+        ValueError: naming the file, the entry's index and the missing or bad field.
+    """
+    if not isinstance(payload, Mapping):
+        raise ValueError(f"{name}: a COCO dataset is a JSON object, got {type(payload).__name__}")
+    images = payload.get("images")
+    if not isinstance(images, list):
+        raise ValueError(f"{name}: 'images' must be a list of images")
+    ids = set()
+    for i, image in enumerate(images):
+        if not isinstance(image, Mapping) or not _is_int(image.get("id")):
+            raise ValueError(f"{name}: images[{i}] has no valid id (an integer): {image!r}")
+        ids.add(int(image["id"]))
+    annotations = payload.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise ValueError(f"{name}: 'annotations' must be a list, got {type(annotations).__name__}")
+    for i, annotation in enumerate(annotations):
+        where = f"{name}: annotations[{i}]"
+        if not isinstance(annotation, Mapping):
+            raise ValueError(f"{where} is not an object")
+        for key in ("image_id", "category_id"):
+            if not _is_int(annotation.get(key)):
+                raise ValueError(f"{where} has no valid {key} (an integer): {annotation!r}")
+        if int(annotation["image_id"]) not in ids:
+            raise ValueError(f"{where}: image_id {annotation['image_id']} is not in 'images'")
+        fields = {"bbox": ("bbox",), "segmentation": ("segmentation",)}.get(
+            need, ("bbox", "segmentation")
+        )
+        if not any(key in annotation for key in fields):
+            raise ValueError(f"{where} has no {' or '.join(repr(f) for f in fields)}")
+    categories = payload.get("categories", [])
+    if not isinstance(categories, list) or not all(
+        isinstance(c, Mapping) and _is_int(c.get("id")) for c in categories
+    ):
+        raise ValueError(f"{name}: 'categories' must be a list of objects with an integer 'id'")
+    return dict(payload)
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, float):  # some writers store ids as 3.0
+        return value.is_integer()
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

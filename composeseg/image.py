@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,9 @@ def load_image(source: ImageSource) -> np.ndarray:
             dtype or values (NaN, empty).
     """
     if isinstance(source, (str, os.PathLike)):
-        return _from_pil(_open(Path(source)), str(source))
+        # close the file here: multi-frame formats (GIF, TIFF) keep it open after load()
+        with _open(Path(source)) as image:
+            return _from_pil(image, str(source))
     if isinstance(source, Image.Image):
         return _from_pil(source, "PIL image")
     if isinstance(source, np.ndarray):
@@ -40,6 +43,7 @@ def _open(path: Path) -> Image.Image:
         raise FileNotFoundError(f"image file not found: {path}")
     if path.is_dir():
         raise ValueError(f"{path} is a directory, not an image file")
+    image = None
     try:
         image = Image.open(path)
         image.load()
@@ -53,6 +57,8 @@ def _open(path: Path) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as error:
         # ImportError: some libraries (ultralytics) patch Image.open to fetch a decoder plugin
         # on an unidentified file, which fails offline; the file is still unreadable to us.
+        if image is not None:
+            image.close()
         raise ValueError(f"{path} is not a readable image file ({error})") from None
     return image
 
@@ -99,6 +105,14 @@ def _from_array(array: np.ndarray) -> np.ndarray:
             )
         return np.ascontiguousarray(np.round(array * 255).astype(np.uint8))
     if array.dtype == np.uint16:
+        if array.size and 0 < int(array.max()) <= 255:
+            warnings.warn(
+                f"a uint16 image whose values all lie in [0, {int(array.max())}]: 16-bit data is "
+                "scaled by 1/257, so this becomes nearly black; if it holds 8-bit values, pass "
+                "it as uint8 (array.astype(np.uint8))",
+                UserWarning,
+                stacklevel=3,
+            )
         return np.ascontiguousarray(np.round(array / 257.0).astype(np.uint8))
     if np.issubdtype(array.dtype, np.integer):
         low, high = int(array.min()), int(array.max())

@@ -146,6 +146,9 @@ def export_onnx(
     out = Path(directory).expanduser()
     if (out / "config.json").is_file():
         raise ValueError(f"{out} holds a transformers model (config.json); export elsewhere")
+    from composeseg.io import check_output_folder
+
+    check_output_folder(out)  # before the model loads and exports (minutes at ViT-B)
     precision = "int8" if quantize else "fp16" if fp16 else "fp32"
     fp32_export = _onnx_export_source(sam)
     if fp32_export is not None and precision == "fp32":

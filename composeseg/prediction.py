@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,7 +45,8 @@ class MaskPrediction:
     """Masks for N prompted objects, K candidates each.
 
     Attributes:
-        masks: ``(N, K, H, W) bool``, pixels of the original image.
+        masks: ``(N, K, H, W) bool``, pixels of the original image; None when the masks were
+            asked for as RLE (``Sam.segment(..., output="rle")``).
         scores: ``(N, K) float32`` predicted IoU of each candidate.
         logits: ``(N, K, M, M) float32`` low-resolution mask logits (M = 256 for the
             released models); pass
@@ -53,21 +54,24 @@ class MaskPrediction:
         prompts: the validated prompts, in the same order (boxes clipped to the image), with
             class_id / confidence / tracker_id / data carried through.
         original_size: ``(H, W)``.
+        rles: N lists of K COCO RLEs of the masks (:mod:`composeseg.rle`), when asked for
+            instead of ``masks``; else None.
     """
 
-    masks: np.ndarray
+    masks: np.ndarray | None
     scores: np.ndarray
     logits: np.ndarray
     prompts: Prompts
     original_size: tuple[int, int]
+    rles: list[list[dict[str, Any]]] | None = None
 
     def __len__(self) -> int:
-        return len(self.masks)
+        return len(self.scores)
 
     @property
     def num_candidates(self) -> int:
         """K: 3 for multimask predictions, else 1."""
-        return int(self.masks.shape[1])
+        return int(self.scores.shape[1])
 
     def best_index(self) -> np.ndarray:
         """``(N,) int64``: the candidate with the highest predicted IoU for each object."""
@@ -79,12 +83,14 @@ class MaskPrediction:
         """The single most confident candidate per object (K becomes 1)."""
         rows = np.arange(len(self))
         index = self.best_index()
+        rles = self.rles
         return MaskPrediction(
-            masks=self.masks[rows, index][:, None],
+            masks=None if self.masks is None else self.masks[rows, index][:, None],
             scores=self.scores[rows, index][:, None],
             logits=self.logits[rows, index][:, None],
             prompts=self.prompts,
             original_size=self.original_size,
+            rles=None if rles is None else [[c[i]] for c, i in zip(rles, index, strict=True)],
         )
 
     def mask_boxes(self) -> np.ndarray:
@@ -95,7 +101,12 @@ class MaskPrediction:
         """
         from composeseg.geometry import tight_boxes
 
-        n, k, h, w = self.masks.shape
+        n, k = self.scores.shape
+        if self.masks is None:
+            from composeseg.rle import boxes
+
+            return boxes([r for candidates in self.rles or [] for r in candidates]).reshape(n, k, 4)
+        h, w = self.masks.shape[2:]
         return tight_boxes(self.masks.reshape(n * k, h, w)).reshape(n, k, 4)
 
     def to_detections(self) -> sv.Detections:
@@ -111,4 +122,17 @@ class MaskPrediction:
         from composeseg.detections import assemble
 
         best = self.best()
+        if best.masks is None:  # RLE masks: boxes from the prompts, else from the RLEs
+            from composeseg.detections import DETECTOR_XYXY
+
+            rles = [candidates[0] for candidates in best.rles or []]
+            prompted = self.prompts.boxes is not None or DETECTOR_XYXY in self.prompts.data
+            xyxy = None if prompted else best.mask_boxes()[:, 0]
+            return assemble(
+                None,
+                prompts=self.prompts,
+                mask_score=best.scores[:, 0],
+                xyxy=xyxy,
+                data={"rle": rles},
+            )
         return assemble(best.masks[:, 0], prompts=self.prompts, mask_score=best.scores[:, 0])

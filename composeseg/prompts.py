@@ -30,18 +30,43 @@ _ARRAY_FIELDS = (
 )
 
 
+_EMPTY_SHAPES = {"boxes": (0, 4), "points": (0, 0, 2), "point_labels": (0, 0)}
+"""The shape an empty list takes: no objects (``boxes=[]`` is the same as ``(0, 4)``)."""
+
+
 def _as_array(name: str, value: Any, dtype: type, ndim: int) -> np.ndarray | None:
     if value is None:
         return None
     try:
-        array: np.ndarray = np.asarray(value, dtype=dtype)
+        raw = np.asarray(value)
+        whole = np.issubdtype(dtype, np.integer) and raw.dtype.kind not in "biu"
+        raw = raw.astype(np.float64) if whole else raw.astype(dtype, copy=False)
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"{name} could not be read as a {np.dtype(dtype)} array: {error}"
         ) from None
+    array: np.ndarray = _exact_integers(name, raw, dtype) if whole else raw
+    if array.size == 0 and array.ndim < ndim and name in _EMPTY_SHAPES:
+        return np.zeros(_EMPTY_SHAPES[name], dtype)
     if array.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {array.shape}")
     return array
+
+
+def _exact_integers(name: str, values: np.ndarray, dtype: type) -> np.ndarray:
+    """float64 ``values`` as ``dtype`` after checking that each is a whole number it holds
+    (labels 0.5 or 1.9, ``class_id`` 1.5 and ``tracker_id`` 1e20 are errors, not truncated)."""
+    info = np.iinfo(dtype)
+    bad = ~np.isfinite(values) | (values != np.round(values))
+    bad |= (values < info.min) | (values >= float(info.max) + 1)  # 2**63 is no int64
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = f"[{', '.join(map(str, index))}]" if index else ""
+        raise ValueError(
+            f"{name}{where} = {float(values[index]):g} is not a whole number in the range of "
+            f"{np.dtype(dtype)}"
+        )
+    return values.astype(dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -267,6 +292,8 @@ def _leading_axis(value: Any, single_ndim: int, name: str) -> np.ndarray | None:
         array = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} could not be read as a numeric array: {error}") from None
+    if array.size == 0:  # boxes=[]: no objects, not one object with no coordinates
+        return array
     return array[None] if array.ndim == single_ndim else array
 
 

@@ -193,6 +193,17 @@ def area(rles: Sequence[Mapping[str, Any]]) -> np.ndarray:
     return np.concatenate([np.asarray(c, np.int64).reshape(-1) for c in chunks])
 
 
+def boxes(rles: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """``(N, 4) float32`` tight xyxy boxes around RLE masks, max coordinate exclusive (the
+    convention of :func:`composeseg.geometry.tight_boxes`); zeros for an empty mask."""
+    from pycocotools import mask as mask_utils
+
+    if not rles:
+        return np.zeros((0, 4), np.float32)
+    xywh = mask_utils.toBbox([_native(r) for r in rles]).reshape(-1, 4)
+    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
+
+
 def boxes_inclusive(rles: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """``(N, 4) float32`` xyxy boxes around RLE masks with the max coordinate *inclusive* (the
     last pixel, as Meta's ``batched_mask_to_box``, which the mask generator reproduces);

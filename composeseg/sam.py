@@ -142,6 +142,8 @@ class Sam:
         point_labels: Any = None,
         mask_input: Any = None,
         multimask: bool = False,
+        output: str = "mask",
+        progress: bool = False,
     ) -> MaskPrediction:
         """Predict masks for N objects; all go through the decoder in batched calls.
 
@@ -155,9 +157,14 @@ class Sam:
             mask_input: ``(N, M, M)`` (or ``(M, M)``) logits of an earlier prediction, to
                 refine it (M = 256 for the released models).
             multimask: return SAM's 3 candidate masks per object instead of 1.
+            output: ``"mask"``: dense masks; ``"rle"``: COCO RLEs, encoded slice by slice, so
+                thousands of objects on a large image never form an ``(N, K, H, W)`` array.
+            progress: a progress bar over the decoder's chunks and the upsampling (long calls:
+                thousands of objects).
 
         Returns:
-            A :class:`MaskPrediction` with ``masks (N, K, H, W) bool``, ``scores (N, K)``,
+            A :class:`MaskPrediction` with ``masks (N, K, H, W) bool`` (``output="rle"``:
+            ``masks`` None and ``rles``, N lists of K RLEs), ``scores (N, K)``,
             ``logits (N, K, M, M)`` (M = 256 for the released models); K = 3 with
             ``multimask`` else 1. No prompts give an empty prediction.
 
@@ -165,6 +172,8 @@ class Sam:
             ValueError: inverted, empty, NaN or out-of-image boxes; points outside the image
                 or without labels; mismatched shapes. The message names the index and value.
         """
+        if output not in ("mask", "rle"):
+            raise ValueError(f"output must be 'mask' or 'rle', got {output!r}")
         embedding = self._as_embedding(image_or_embedding)
         batch = fit_to_image(
             as_prompts(
@@ -176,13 +185,25 @@ class Sam:
             ),
             embedding.original_size,
         )
-        logits, scores = self.decode_low_res(embedding, batch, multimask=multimask)
+        from composeseg.progress import progress as progress_bar
+
+        # one bar for the whole call: decoder chunks, then upsampling slices, in objects
+        bar = progress_bar(total=2 * len(batch), desc="segment", unit="obj", enabled=progress)
+        try:
+            logits, scores = self.decode_low_res(embedding, batch, multimask=multimask, bar=bar)
+            if output == "rle":
+                masks, rles = None, self.rles_from_logits(logits, embedding, bar=bar)
+            else:
+                masks, rles = self.masks_from_logits(logits, embedding, bar=bar), None
+        finally:
+            bar.close()
         return MaskPrediction(
-            masks=self.masks_from_logits(logits, embedding),
+            masks=masks,
             scores=scores.float().cpu().numpy(),
             logits=logits.float().cpu().numpy(),
             prompts=batch,
             original_size=embedding.original_size,
+            rles=rles,
         )
 
     @torch.inference_mode()
@@ -193,6 +214,7 @@ class Sam:
         *,
         multimask: bool = False,
         mask_logits: torch.Tensor | None = None,
+        bar: Any = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the prompt decoder only, in chunks of :attr:`decode_batch_size` objects.
 
@@ -200,7 +222,8 @@ class Sam:
         resolution (automatic mask generation). ``prompts`` must already fit the image
         (:func:`fit_to_image`). ``mask_logits``, an ``(N, M, M)`` tensor of this model's own
         low-res logits (a refinement pass), replaces ``prompts.mask_input`` without leaving
-        the device or being checked again.
+        the device or being checked again. ``bar``, a progress bar, advances by each chunk's
+        objects.
 
         Returns:
             ``(N, K, M, M)`` low-res logits and ``(N, K)`` predicted IoU, float32 tensors on
@@ -231,19 +254,60 @@ class Sam:
                 )
             logits[start : start + len(chunk)] = low_res.float()
             scores[start : start + len(chunk)] = iou.float()
+            if bar is not None:
+                bar.update(len(chunk))
         return logits, scores
 
     @torch.inference_mode()
-    def masks_from_logits(self, logits: torch.Tensor, embedding: ImageEmbedding) -> np.ndarray:
+    def masks_from_logits(
+        self, logits: torch.Tensor, embedding: ImageEmbedding, *, bar: Any = None
+    ) -> np.ndarray:
         """Threshold ``(N, K, M, M)`` low-res logits at 0 at the original resolution.
 
         Returns:
             ``(N, K, H, W) bool``. Upsampling runs in slices so that float buffers stay small
-            whatever N and the image size.
+            whatever N and the image size; ``bar`` advances by each slice's objects.
         """
         count, k = logits.shape[:2]
         height, width = embedding.original_size
         out = np.zeros((count, k, height, width), bool)
+        for rows, full in self._upscaled(logits, embedding):
+            if full.device.type == "cpu":  # threshold straight into the result, no bool copy
+                torch.gt(full, 0, out=torch.from_numpy(out[rows]))
+            else:
+                out[rows] = (full > 0).cpu().numpy()
+            if bar is not None:
+                bar.update(len(full))
+        return out
+
+    @torch.inference_mode()
+    def rles_from_logits(
+        self, logits: torch.Tensor, embedding: ImageEmbedding, *, bar: Any = None
+    ) -> list[list[dict[str, Any]]]:
+        """Like :meth:`masks_from_logits`, but each slice is encoded to COCO RLE at once.
+
+        Returns:
+            N lists of K native RLEs (:mod:`composeseg.rle`) of ``(H, W)`` masks; memory holds
+            one slice of dense masks at a time.
+        """
+        from composeseg import rle
+
+        out: list[list[dict[str, Any]]] = []
+        k = logits.shape[1]
+        for _, full in self._upscaled(logits, embedding):
+            masks = (full > 0).cpu().numpy()
+            flat = rle.encode(masks.reshape(-1, *masks.shape[2:]))
+            out += [flat[i : i + k] for i in range(0, len(flat), k)]
+            if bar is not None:
+                bar.update(len(full))
+        return out
+
+    def _upscaled(
+        self, logits: torch.Tensor, embedding: ImageEmbedding
+    ) -> Iterator[tuple[slice, torch.Tensor]]:
+        """``(rows, (n, K, H, W) float logits)`` slices of ``logits`` at the original size."""
+        count, k = logits.shape[:2]
+        height, width = embedding.original_size
         step = max(1, _UPSCALE_BYTES // (k * height * width * 4))
         for i in range(0, count, step):
             full = upscale_logits(
@@ -253,11 +317,7 @@ class Sam:
                 embedding.original_size,
                 self.backend.resize_mode,
             )
-            if full.device.type == "cpu":  # threshold straight into the result, no bool copy
-                torch.gt(full, 0, out=torch.from_numpy(out[i : i + step]))
-            else:
-                out[i : i + step] = (full > 0).cpu().numpy()
-        return out
+            yield slice(i, i + len(full)), full
 
     def _as_embedding(self, value: ImageSource | ImageEmbedding) -> ImageEmbedding:
         if not isinstance(value, ImageEmbedding):

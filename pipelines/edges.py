@@ -40,6 +40,10 @@ def require_pyedgeeval() -> Any:
     return require("pyEdgeEval.preprocess", extra="edges", purpose="edge NMS", package="pyEdgeEval")
 
 
+MIN_SIDE = 3
+"""Smallest image side an edge map is computed for (NMS needs a gradient on both axes)."""
+
+
 @dataclass(frozen=True)
 class EdgeConfig:
     """Settings of :class:`EdgeDetection` (the paper's §7.2 defaults).
@@ -118,6 +122,11 @@ class EdgeDetection(Runnable):
         return Job("edges", self._predict, self.sam, records=EdgeRecords())
 
     def _predict(self, rgb: np.ndarray, path: Any, embedding: ImageEmbedding | None) -> np.ndarray:
+        if min(rgb.shape[:2]) < MIN_SIDE:  # the edge NMS takes gradients across both axes
+            height, width = rgb.shape[:2]
+            raise ValueError(
+                f"edges need an image at least {MIN_SIDE} px on each side, got {width}x{height}"
+            )
         masks = self.generator.generate(rgb, keep_logits=True, embedding=embedding)
         edges = self.mask_edges(masks, rgb.shape[:2])
         return postprocess_edges(edges, nms=self.config.nms, thin=self.config.thin)

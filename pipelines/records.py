@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from composeseg.io import write_image, write_json
+from composeseg.io import check_output_folder, remove_temporaries, write_image, write_json
 from composeseg.pipelines.detections import ImageResult
 from composeseg.pipelines.sources import Item
 
@@ -158,18 +158,7 @@ class OutputFolder:
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
-        if self.root.exists() and not self.root.is_dir():
-            raise ValueError(f"output folder {self.root} is a file")
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".write-probe-{os.getpid()}"
-            probe.touch()
-            probe.unlink()
-        except OSError as error:
-            raise ValueError(
-                f"cannot write to the output folder {self.root}: {error.strerror}"
-            ) from None
+        self.root = check_output_folder(root)
         self._lock: Any = None
 
     @classmethod
@@ -202,8 +191,7 @@ class OutputFolder:
         handle.flush()
         self._lock = handle
         # with the lock held no one else writes here: temp files are a killed run's leftovers
-        for stale in self.root.rglob(".*.tmp*"):
-            stale.unlink(missing_ok=True)
+        remove_temporaries(self.root)
         return self
 
     def __exit__(self, *exc: object) -> None:

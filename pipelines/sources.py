@@ -7,7 +7,6 @@ Every item has a *key*: its path relative to the source, with its extension, in 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -135,12 +134,15 @@ def _from_list_file(path: Path) -> list[Item]:
 
 
 def _from_coco(path: Path, image_dir: str | os.PathLike | None) -> list[Item]:
-    try:
-        payload = json.loads(path.read_text())
-        images: Sequence[dict[str, Any]] = payload["images"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is not a COCO file with an 'images' list ({error})") from None
-    from composeseg.coco import image_file_name, image_path
+    from composeseg.coco import check_dataset, image_file_name, image_path, load_json
+
+    payload = load_json(path)
+    if not isinstance(payload, dict) or "images" not in payload:
+        raise ValueError(f"{path} is not a COCO file with an 'images' list")
+    # a source needs only the images; annotations are the evaluation's business
+    images: Sequence[dict[str, Any]] = check_dataset({"images": payload["images"]}, str(path))[
+        "images"
+    ]
 
     root = Path(image_dir) if image_dir is not None else path.parent
     items = [

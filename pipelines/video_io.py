@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,8 @@ class Frame:
     """One video frame.
 
     Attributes:
-        index: 0-based position among the frames that were read (skipped frames do not count).
+        index: 0-based position in the source; a frame that could not be read is skipped
+            and leaves a gap, so every later frame keeps its own number.
         image: ``(H, W, 3) uint8`` RGB.
         timestamp: seconds from the start of the video (``None`` when unknown).
     """
@@ -74,13 +75,7 @@ def probe(source: VideoSource) -> VideoInfo:
         from composeseg.pipelines.sources import list_images
 
         files = list_images(path, recursive=False)
-        size = None
-        if files:
-            from PIL import Image
-
-            with Image.open(files[0]) as first:
-                size = (first.height, first.width)
-        return VideoInfo(None, size, len(files))
+        return VideoInfo(None, _first_readable_size(files), len(files))
     container = _open_container(path)
     try:
         stream = container.streams.video[0]
@@ -89,6 +84,21 @@ def probe(source: VideoSource) -> VideoInfo:
         return VideoInfo(float(rate) if rate else None, (stream.height, stream.width), count)
     finally:
         container.close()
+
+
+def _first_readable_size(files: list[Path]) -> tuple[int, int] | None:
+    """``(H, W)`` of the first frame file that opens; broken ones are skipped here as the
+    reader skips them (with its warning, when it reaches them)."""
+    from PIL import Image, UnidentifiedImageError
+
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                return (image.height, image.width)
+        except (OSError, UnidentifiedImageError, ValueError, ImportError):
+            # ImportError: ultralytics patches Image.open to fetch a plugin for unknown files
+            continue
+    return None
 
 
 def _estimated_count(container: Any, stream: Any, rate: Any) -> int | None:
@@ -161,10 +171,11 @@ def _read_file(path: Path) -> Iterator[Frame]:
 
 
 def _decode_file(container: Any, path: Path, av: Any) -> Iterator[Frame]:
-    index = 0
+    index = 0  # the next frame's number when timestamps cannot tell
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        position = _frame_position(stream)
         packets = container.demux(stream)
         while True:
             try:
@@ -181,8 +192,9 @@ def _decode_file(container: Any, path: Path, av: Any) -> Iterator[Frame]:
             try:
                 decoded = packet.decode()
             except av.FFmpegError as error:
+                near = position(packet.pts, index)
                 warnings.warn(
-                    f"{path}: a packet near frame {index} (pts {packet.pts}) could not be "
+                    f"{path}: a packet near frame {near} (pts {packet.pts}) could not be "
                     f"decoded and was skipped: {error}",
                     BrokenFrameWarning,
                     stacklevel=2,
@@ -191,39 +203,50 @@ def _decode_file(container: Any, path: Path, av: Any) -> Iterator[Frame]:
             for frame in decoded:
                 image = frame.to_ndarray(format="rgb24")
                 timestamp = float(frame.time) if frame.time is not None else None
-                yield Frame(index, image, timestamp)
-                index += 1
+                number = max(index, position(frame.pts, index))  # never backwards
+                yield Frame(number, image, timestamp)
+                index = number + 1
     finally:
         container.close()
+
+
+def _frame_position(stream: Any) -> Callable[[int | None, int], int]:
+    """``position(pts, fallback)``: the frame number a presentation timestamp falls on, from
+    the stream's start, time base and frame rate; ``fallback`` where those are unknown."""
+    rate = stream.average_rate or stream.guessed_rate
+    base, start = stream.time_base, stream.start_time or 0
+
+    def position(pts: int | None, fallback: int) -> int:
+        if pts is None or not rate or not base:
+            return fallback
+        return max(0, round(float((pts - start) * base * rate)))
+
+    return position
 
 
 def _read_folder(path: Path, fps: float | None) -> Iterator[Frame]:
     from composeseg.image import load_image
     from composeseg.pipelines.sources import list_images
 
-    index = 0
     for position, file in enumerate(list_images(path, recursive=False)):
         try:
             image = load_image(file)
         except (OSError, ValueError) as error:
             warnings.warn(
-                f"{file} (file {position} of {path}) could not be read and was skipped: {error}",
+                f"{file} (frame {position} of {path}) could not be read and was skipped: {error}",
                 BrokenFrameWarning,
                 stacklevel=2,
             )
             continue
-        yield Frame(index, image, None if fps is None else index / fps)
-        index += 1
+        yield Frame(position, image, None if fps is None else position / fps)
 
 
 def _read_iterable(frames: Iterable[Any], fps: float | None) -> Iterator[Frame]:
     from composeseg.image import load_image
 
-    index = 0
     for position, item in enumerate(frames):
-        if isinstance(item, Frame):
-            yield Frame(index, item.image, item.timestamp)
-            index += 1
+        if isinstance(item, Frame):  # already numbered by its own source
+            yield item
             continue
         image = getattr(item, "image", item)  # e.g. composeseg.synthetic.VideoFrame
         try:
@@ -237,5 +260,4 @@ def _read_iterable(frames: Iterable[Any], fps: float | None) -> Iterator[Frame]:
                 stacklevel=2,
             )
             continue
-        yield Frame(index, rgb, None if fps is None else index / fps)
-        index += 1
+        yield Frame(position, rgb, None if fps is None else position / fps)

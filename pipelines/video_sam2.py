@@ -203,9 +203,10 @@ class Sam2Propagation:
         self.reset()
         frames = read_frames(source)
         bar = progress_bar(frames, total=total, desc="track", unit="frame", enabled=progress)
-        for frame in bar:
-            given = prompts if frame.index == 0 else None
-            yield frame, self.step(frame.image, frame.index, given)
+        # the session counts the frames it was given; frame.index keeps the source's numbers
+        for t, frame in enumerate(bar):
+            given = prompts if t == 0 else None
+            yield frame, self.step(frame.image, t, given)
 
     def reset(self) -> None:
         self.session = None

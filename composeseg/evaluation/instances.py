@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from composeseg.coco import image_file_name, image_path
+from composeseg.coco import check_dataset, image_file_name, image_path, load_json
 from composeseg.evaluation.lvis import LvisMetrics, resolve_protocol, score_lvis
 from composeseg.evaluation.table import metrics_table, percent_cells
 from composeseg.io import write_json
@@ -131,9 +130,14 @@ def evaluate_instances(
 
     if iou_type not in ("segm", "bbox"):
         raise ValueError(f"iou_type must be 'segm' or 'bbox', got {iou_type!r}")
-    gt_data = _load_json(gt_json, "ground-truth file")
+    gt_data = load_json(gt_json, "ground-truth file")
     if not isinstance(gt_data, Mapping) or "images" not in gt_data:
         raise ValueError("the ground truth must be a COCO dataset with 'images'")
+    check_dataset(
+        gt_data,
+        str(gt_json) if isinstance(gt_json, (str, Path)) else "ground truth",
+        need="segmentation" if iou_type == "segm" else "bbox",
+    )
     protocol = resolve_protocol(protocol, gt_data)
     gt_data = dict(gt_data)
     gt_data.setdefault("info", {})
@@ -160,15 +164,6 @@ def evaluate_instances(
     return metrics
 
 
-def _load_json(source: Any, what: str) -> Any:
-    if isinstance(source, (Mapping, list)):
-        return source
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    return json.loads(path.read_text())
-
-
 def _file_ids(gt: Any) -> dict[str, int]:
     ids: dict[str, int] = {}
     for image in gt.dataset["images"]:
@@ -189,7 +184,7 @@ def _predictions(source: Any, gt: Any, image_dir: Any, progress: bool) -> list[d
             raise FileNotFoundError(f"ground-truth image not found: {missing[0]}")
         return _from_results(source.stream(paths, progress=progress), gt)
     if isinstance(source, (str, os.PathLike)):
-        source = _load_json(source, "predictions file")
+        source = load_json(source, "predictions file")
     if isinstance(source, Mapping):
         if "annotations" not in source or "images" not in source:
             raise ValueError("a predictions dict must be a COCO dataset (images, annotations)")

@@ -212,12 +212,15 @@ def coco_instances(
     """
     from pycocotools.coco import COCO
 
+    from composeseg.coco import check_dataset, load_json
     from composeseg.image import load_image
 
-    if not Path(annotation_file).is_file():
-        raise FileNotFoundError(f"COCO annotation file {annotation_file} does not exist")
+    dataset = load_json(annotation_file, "COCO annotation file")
+    check_dataset(dataset, str(annotation_file), need="segmentation")
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        coco = COCO(str(annotation_file))
+        coco = COCO()
+        coco.dataset = dataset
+        coco.createIndex()
     ids = sorted(coco.getImgIds())
     for count, image_id in enumerate(ids):
         if max_images and count >= max_images:

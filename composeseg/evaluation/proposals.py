@@ -103,11 +103,10 @@ def proposal_recall(
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    if isinstance(ground_truth, Mapping):
-        dataset = dict(ground_truth)
-    else:
-        with open(ground_truth) as f:
-            dataset = json.load(f)
+    from composeseg.coco import check_dataset, load_json
+
+    name = "ground truth" if isinstance(ground_truth, Mapping) else str(ground_truth)
+    dataset = check_dataset(load_json(ground_truth, "ground-truth file"), name, need="segmentation")
     dataset.setdefault("categories", [{"id": 1, "name": "object"}])
     for annotation in dataset.get("annotations", []):
         annotation.setdefault("iscrowd", 0)

@@ -7,6 +7,7 @@ to build the parser, so command modules import torch and models only inside thei
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import re
 import sys
@@ -83,6 +84,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, MissingExtraError, FolderInUseError) as error:
         print(f"composeseg {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.errno not in _KNOWN_OS_ERRORS:
+            raise  # an unexpected failure keeps its traceback: hiding bugs is worse
+        print(f"composeseg {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+_KNOWN_OS_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG}
+)
+"""Failures of the machine, not of composeseg (disk full, read-only, permissions): one line."""
 
 
 if __name__ == "__main__":

@@ -41,20 +41,27 @@ def write_results(
 ) -> dict[str, Path]:
     """Write ``annotated.png``, ``masks/NNN.png`` and ``predictions.json`` (COCO, RLE masks).
 
-    Every file is written atomically; returns the paths by role. Detections whose masks are
-    kept as RLE (``mask`` None, ``data["rle"]``) get ``predictions.json`` alone.
+    Every file is written atomically, ``predictions.json`` last; returns the paths by role.
+    Detections whose masks are kept as RLE (``mask`` None, ``data["rle"]``) get
+    ``predictions.json`` alone. A rerun into the same folder leaves what an uninterrupted run
+    leaves: a killed run's temporaries and masks numbered beyond this result are removed.
     """
     from composeseg.coco import single_image_payload
-    from composeseg.io import write_image, write_json
+    from composeseg.io import remove_temporaries, write_image, write_json
     from composeseg.pipelines.visualize import annotate
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(out_dir)
     paths: dict[str, Path] = {}
+    count = 0
     if detections.mask is not None or "rle" not in detections.data:
         paths["annotated"] = write_image(out_dir / "annotated.png", annotate(image, detections))
         masks = detections.mask if detections.mask is not None else np.zeros((0, 1, 1), bool)
-        for i, mask in enumerate(masks):
-            write_image(out_dir / "masks" / f"{i:03d}.png", mask)
+        for count, mask in enumerate(masks, start=1):
+            write_image(out_dir / "masks" / f"{count - 1:03d}.png", mask)
+    for old in (out_dir / "masks").glob("[0-9][0-9][0-9].png"):
+        if int(old.stem) >= count:  # an earlier run's extra objects
+            old.unlink()
     payload = single_image_payload(detections, image_name, image.shape[:2])
     paths["predictions"] = write_json(out_dir / "predictions.json", payload)
     return paths

@@ -17,6 +17,7 @@ def run_detector(args: argparse.Namespace) -> int:
     """Segment what the detector finds: ``OUTDIR/annotated.png``, ``masks/`` and
     ``predictions.json`` for one image; the runner's layout for a dataset."""
     from composeseg.image import load_image
+    from composeseg.io import check_output_folder
     from composeseg.pipelines.cli.detector_options import build_pipeline
 
     if args.detector is None:
@@ -28,6 +29,7 @@ def run_detector(args: argparse.Namespace) -> int:
     if is_dataset(args.image):
         run_dataset(args, segment_job)
         return 0
+    check_output_folder(args.output)  # before any model loads
     if getattr(args, "tile", None) is not None:
         from composeseg.pipelines.cli.tiled import run_tiled, tiled_instance
 

@@ -78,10 +78,11 @@ def run(args: argparse.Namespace) -> int:
         run_dataset(args, partial(quiet_job, build))
         return 0
     from composeseg.image import load_image
-    from composeseg.io import write_image
+    from composeseg.io import check_output_file, write_image
 
-    edges = build(args, progress=True)(load_image(args.image))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    image = load_image(args.image)
+    check_output_file(args.output, (".png",))  # before any model loads
+    edges = build(args, progress=True)(image)
     write_image(args.output, np.round(edges * 255).astype(np.uint8))
     print(f"edge map ({int((edges > 0).sum())} edge pixels) -> {args.output}")
     return 0

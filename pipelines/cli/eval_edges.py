@@ -59,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
     from composeseg.evaluation.edges import edge_f_measure
     from composeseg.image import load_image
-    from composeseg.io import write_json
+    from composeseg.io import check_output_file, write_json
     from composeseg.progress import progress
 
+    if args.output is not None:
+        check_output_file(args.output)  # before any work
     pairs = pair_files(args.gt, args.images)
     if args.max_images:
         pairs = pairs[: args.max_images]

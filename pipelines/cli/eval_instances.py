@@ -53,7 +53,10 @@ def register(eval_subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from composeseg.evaluation import evaluate_instances
+    from composeseg.io import check_output_folder
 
+    if args.output is not None:
+        check_output_folder(args.output)  # before any prediction
     if args.detections is None and args.detector is None:
         raise ValueError("give --detections DETS.json or --detector SPEC")
     if args.detections is not None:

@@ -40,9 +40,11 @@ def register(eval_subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from composeseg.evaluation.points import coco_instances, point_prompt_miou, scene_instances
-    from composeseg.io import write_json
+    from composeseg.io import check_output_file, write_json
     from composeseg.train.config import EVALUATION_SEED_START
 
+    if args.output is not None:
+        check_output_file(args.output)  # before any work
     if bool(args.synthetic) == bool(args.gt or args.images):
         raise ValueError("give either --synthetic N or both --gt COCO.json and --images DIR")
     if not args.synthetic and not (args.gt and args.images):

@@ -40,10 +40,14 @@ def register(eval_subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from composeseg.coco import check_dataset, load_json
     from composeseg.evaluation.proposals import proposal_recall
-    from composeseg.io import write_json
+    from composeseg.io import check_output_file, write_json
 
-    gt = json.loads(args.gt.read_text())
+    # checked before any prediction: a broken file fails in a second, not after the run
+    if args.output:
+        check_output_file(args.output)
+    gt = check_dataset(load_json(args.gt, "ground-truth file"), str(args.gt), need="segmentation")
     images = gt.get("images", [])
     if args.max_images:
         images = images[: args.max_images]

@@ -42,7 +42,10 @@ def register(eval_subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from composeseg.evaluation.tracking import evaluate_mot_files
+    from composeseg.io import check_output_file
 
+    if args.output is not None:
+        check_output_file(args.output)  # before any work
     rows: dict[str, Any] = {}
     if args.gt is not None or args.pred is not None:
         if args.gt is None or args.pred is None:

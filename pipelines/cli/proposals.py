@@ -74,10 +74,12 @@ def build(args: argparse.Namespace, progress: bool) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from composeseg.image import load_image
+    from composeseg.io import check_output_folder
 
     if is_dataset(args.image):
         run_dataset(args, partial(quiet_job, build))
         return 0
+    check_output_folder(args.output)  # before any model loads
     if args.tile is not None:
         from composeseg.pipelines.cli.tiled import run_tiled
 

@@ -70,6 +70,9 @@ def build_prompts(boxes: list[str], points: list[str], point_per_object: bool) -
     box_array = np.array([parse_numbers(b, (4,), "box") for b in boxes], np.float32).reshape(-1, 4)
     parsed = [parse_numbers(p, (2, 3), "point") for p in points]
     xy = np.array([p[:2] for p in parsed], np.float32).reshape(-1, 2)
+    for text, values in zip(points, parsed, strict=True):
+        if len(values) == 3 and values[2] not in (0.0, 1.0):
+            raise ValueError(f"--point {text!r}: the label must be 1 (on the object) or 0 (off it)")
     labels = np.array([int(p[2]) if len(p) == 3 else 1 for p in parsed], np.int32)
     if not len(box_array) and not len(xy):
         raise ValueError("give at least one --box or --point")
@@ -91,6 +94,7 @@ def build_prompts(boxes: list[str], points: list[str], point_per_object: bool) -
 
 def run(args: argparse.Namespace) -> int:
     from composeseg.image import load_image
+    from composeseg.io import check_output_folder
 
     if args.tile is not None and args.detector is None:
         raise ValueError("--tile segments what a detector finds: give --detector SPEC")
@@ -100,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         return run_detector(args)
     prompts = build_prompts(args.box, args.point, args.point_per_object)
     image = load_image(args.image)
+    check_output_folder(args.output)
     sam = load_model(args)
     prediction = sam.segment(image, multimask=args.multimask, **prompts)
     detections = prediction.to_detections()

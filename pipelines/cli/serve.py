@@ -124,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
     require("fastapi", extra="app", purpose="composeseg serve")
     if args.source is not None and not args.source.exists():
         raise FileNotFoundError(f"image or folder not found: {args.source}")
+    if args.output is not None:
+        from composeseg.io import check_output_folder
+
+        check_output_folder(args.output)  # before the model loads
     loopback = is_loopback(args.host)
     if not loopback:
         print(

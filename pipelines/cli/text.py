@@ -116,13 +116,15 @@ def text_job(args: argparse.Namespace) -> Job:
 
 def run(args: argparse.Namespace) -> int:
     from composeseg.image import load_image
+    from composeseg.io import check_output_folder
     from composeseg.pipelines.cli.common import write_results
 
     if is_dataset(args.image):
         run_dataset(args, text_job)
         return 0
-    pipe = build(args)
     image = load_image(args.image)
+    check_output_folder(args.output)  # before any model loads
+    pipe = build(args)
     detections = pipe(image, args.texts)
     paths = write_results(args.output, image, detections, args.image.name)
     names = detections.data.get("class_name", [])

@@ -97,12 +97,17 @@ def build_detector(args: argparse.Namespace, ground_truth: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from composeseg.io import check_output_file
     from composeseg.pipelines.cli.common import load_model
     from composeseg.pipelines.video import VideoSegmentation
     from composeseg.pipelines.video_io import DEFAULT_FPS, probe
     from composeseg.pipelines.video_out import ResultsWriter, VideoWriter
     from composeseg.pipelines.visualize import annotate
 
+    check_output_file(args.output)  # before any model loads or frame is read
+    for extra in (args.mot, args.json):
+        if extra is not None:
+            check_output_file(extra)
     synthetic = synthetic_source(args.video)
     source, ground_truth, length = synthetic if synthetic is not None else (args.video, None, None)
     info = probe(source) if synthetic is None else None

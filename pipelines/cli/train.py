@@ -97,10 +97,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from composeseg.io import check_output_folder
     from composeseg.train.data import CocoSource, SyntheticSource
     from composeseg.train.loop import train
     from composeseg.train.model import build_model_for_training, check_trainable, model_preset
 
+    check_output_folder(args.output)  # before any data or model is built
     if args.synthetic == bool(args.data or args.images):
         raise ValueError("give either --synthetic or both --data COCO.json and --images DIR")
     if not args.synthetic and not (args.data and args.images):

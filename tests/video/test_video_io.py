@@ -83,6 +83,25 @@ def test_corrupt_packets_are_reported_and_skipped(tmp_path):
     broken = [w for w in caught if issubclass(w.category, BrokenFrameWarning)]
     assert broken and "could not be decoded" in str(broken[0].message)
     assert 0 < len(frames) < 10
+    # frames keep their numbers in the file: the lost ones leave a gap, nothing is renumbered
+    indices = [f.index for f in frames]
+    assert indices == sorted(set(indices)) and indices[-1] == 9
+    assert [round(f.timestamp * 10) for f in frames] == indices
+    near = {str(w.message).split("near frame ")[1].split(" ")[0] for w in broken}
+    assert near != {"0"} or len(broken) == 1  # not every warning "near frame 0"
+
+
+def test_a_corrupt_first_frame_of_a_folder_is_skipped_like_any_other(tmp_path):
+    from PIL import Image
+
+    for i, frame in enumerate(_frames(4, 20, 30)):
+        Image.fromarray(frame).save(tmp_path / f"{i:03d}.png")
+    (tmp_path / "000.png").write_bytes(b"garbage")
+    info = probe(tmp_path)
+    assert info.size == (20, 30) and info.frame_count == 4
+    with pytest.warns(BrokenFrameWarning, match="000.png"):
+        frames = list(read_frames(tmp_path, fps=10))
+    assert [f.index for f in frames] == [1, 2, 3]
 
 
 def test_camera_generator_skips_bad_frames_with_a_warning():
@@ -94,8 +113,9 @@ def test_camera_generator_skips_bad_frames_with_a_warning():
 
     with pytest.warns(BrokenFrameWarning, match="frame 1 of the input"):
         frames = list(read_frames(camera(), fps=10))
-    assert [f.index for f in frames] == [0, 1, 2]
-    assert [f.timestamp for f in frames] == [0.0, 0.1, 0.2]
+    # the dropped frame leaves a gap: later frames keep their own numbers (issue 20, item 6)
+    assert [f.index for f in frames] == [0, 2, 3]
+    assert [f.timestamp for f in frames] == [0.0, 0.2, 0.3]
     assert all(f.image.shape == (16, 24, 3) for f in frames)
 
 
