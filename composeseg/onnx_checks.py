@@ -53,7 +53,7 @@ def check_against_torch(reference: Sam, directory: Path, *, seeds: Any) -> dict[
                 ref = reference.segment(torch_embedding, multimask=multimask, **prompt)
                 logit_diff = max(logit_diff, float(np.abs(ours.logits - ref.logits).max()))
                 score_diff = max(score_diff, float(np.abs(ours.scores - ref.scores).max()))
-                ious.append(mean_mask_iou(ours.masks, ref.masks))
+                ious.append(mean_mask_iou(ours.dense(), ref.dense()))
     return {
         "max_logit_diff": logit_diff,
         "max_score_diff": score_diff,
@@ -72,7 +72,8 @@ def compare_precision(fp32_dir: Path, reduced_dir: Path, *, seeds: Any) -> float
         image, boxes, _ = _scene_prompts(seed)
         ious.append(
             mean_mask_iou(
-                full.segment(image, boxes=boxes).masks, reduced.segment(image, boxes=boxes).masks
+                full.segment(image, boxes=boxes).dense(),
+                reduced.segment(image, boxes=boxes).dense(),
             )
         )
     return float(np.mean(ious))

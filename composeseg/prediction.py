@@ -68,6 +68,17 @@ class MaskPrediction:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def dense(self) -> np.ndarray:
+        """``masks``, the ``(N, K, H, W) bool`` array, for code that needs it dense.
+
+        Raises:
+            ValueError: the prediction holds RLE masks (``output="rle"``); decode them with
+                :func:`composeseg.rle.decode` where that is meant.
+        """
+        if self.masks is None:
+            raise ValueError("this prediction holds RLE masks (output='rle'), not a dense array")
+        return self.masks
+
     @property
     def num_candidates(self) -> int:
         """K: 3 for multimask predictions, else 1."""

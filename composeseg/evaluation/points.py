@@ -129,10 +129,10 @@ def image_ious(
     points = np.array([farthest_point(m) for m in masks], np.float32).reshape(-1, 1, 2)
     labels = np.ones((len(masks), 1), np.int64)
     one = sam.segment(embedding, points=points, point_labels=labels, multimask=True)
-    one_iou = paired_mask_iou(one.masks, masks)
+    one_iou = paired_mask_iou(one.dense(), masks)
     confident = one.scores.argmax(1)
     rows = np.arange(len(masks))
-    current = one.masks[rows, confident]
+    current = one.dense()[rows, confident]
     logits = one.logits[rows, confident]
     for _ in range(interactive_points - 1):
         clicks = [next_click(current[i], masks[i]) for i in rows]
@@ -144,9 +144,9 @@ def image_ious(
         points = np.concatenate([points, new_points], axis=1)
         labels = np.concatenate([labels, new_labels], axis=1)
         step = sam.segment(embedding, points=points, point_labels=labels, mask_input=logits)
-        current, logits = step.masks[:, 0], step.logits[:, 0]
+        current, logits = step.dense()[:, 0], step.logits[:, 0]
     return {
-        "box": paired_mask_iou(box.masks[:, 0], masks),
+        "box": paired_mask_iou(box.dense()[:, 0], masks),
         "one_point_oracle": one_iou.max(1),
         "one_point_confident": one_iou[rows, confident],
         "interactive": paired_mask_iou(current, masks),
@@ -234,11 +234,21 @@ def coco_instances(
 
 
 def scene_instances(
-    seeds: Iterable[int], config: SceneConfig | None = None
+    seeds: Iterable[int], config: SceneConfig | None = None, *, family: str = "training"
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(image, masks)`` of the generated scene of each seed (default ``SceneConfig()``)."""
-    from composeseg.synthetic import SceneConfig, generate_scene
+    """``(image, masks)`` of the generated scene of each seed.
 
+    ``family="training"``: the training generator (``config``, default ``SceneConfig()``);
+    ``"independent"``: :mod:`composeseg.synthetic.independent` (evaluation only).
+    """
+    from composeseg.synthetic import SceneConfig, generate_scene
+    from composeseg.synthetic.independent import generate_independent_scene
+
+    if family not in ("training", "independent"):
+        raise ValueError(f"family must be 'training' or 'independent', got {family!r}")
     for seed in seeds:
-        scene = generate_scene(int(seed), config or SceneConfig())
+        if family == "independent":
+            scene = generate_independent_scene(int(seed))
+        else:
+            scene = generate_scene(int(seed), config or SceneConfig())
         yield scene.image, scene.masks()

@@ -31,6 +31,14 @@ def register(eval_subparsers: Any) -> None:
         metavar="N",
         help="evaluate on N generated scenes (seeds from 1e9, never used in training)",
     )
+    parser.add_argument(
+        "--family",
+        choices=("training", "independent"),
+        default="training",
+        help="generated scenes of --synthetic: the training generator's family (new seeds: "
+        "in-distribution) or the independent one (composeseg.synthetic.independent, other "
+        "shapes, looks and sizes; its test split)",
+    )
     parser.add_argument("--max-images", type=int, default=0, help="stop after N images of --gt")
     parser.add_argument("--points", type=int, default=3, help="clicks of the interactive protocol")
     parser.add_argument("-o", "--output", type=Path, help="also write the metrics as JSON here")
@@ -53,9 +61,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--synthetic must be >= 0, got {args.synthetic}")
     total = None
     if args.synthetic:
-        samples = scene_instances(
-            range(EVALUATION_SEED_START, EVALUATION_SEED_START + args.synthetic)
-        )
+        if args.family == "independent":
+            from composeseg.synthetic.independent import independent_seeds
+
+            seeds = independent_seeds("test", args.synthetic)
+        else:
+            seeds = list(range(EVALUATION_SEED_START, EVALUATION_SEED_START + args.synthetic))
+        samples = scene_instances(seeds, family=args.family)
         total = args.synthetic
     else:
         samples = coco_instances(args.gt, args.images, max_images=args.max_images)
