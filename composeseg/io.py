@@ -5,12 +5,16 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+"""The name :func:`temp_file_beside` gives: ``.<name>.<12 hex digits>.tmp``."""
 
 
 def temp_file_beside(path: str | os.PathLike) -> Path:
@@ -27,7 +31,8 @@ def temp_file_beside(path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
+        if _TEMPORARY.fullmatch(stale.name):
+            stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     return tmp
@@ -42,7 +47,9 @@ def remove_temporaries(folder: str | os.PathLike, *, recursive: bool = True) -> 
     root = Path(folder)
     if not root.is_dir():
         return 0
-    stale = list(root.rglob(".*.tmp") if recursive else root.glob(".*.tmp"))
+    found = root.rglob(".*.tmp") if recursive else root.glob(".*.tmp")
+    # only names this module makes: another program's ".x.tmp" in the folder is not ours
+    stale = [path for path in found if _TEMPORARY.fullmatch(path.name)]
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)

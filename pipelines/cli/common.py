@@ -51,7 +51,9 @@ def write_results(
     from composeseg.pipelines.visualize import annotate
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_temporaries(out_dir)
+    # this command's own files only: OUTDIR may hold other things (even be ".")
+    remove_temporaries(out_dir, recursive=False)
+    remove_temporaries(out_dir / "masks", recursive=False)
     paths: dict[str, Path] = {}
     count = 0
     if detections.mask is not None or "rle" not in detections.data:

@@ -74,3 +74,18 @@ def test_killed_while_writing_then_rerun_equals_an_uninterrupted_run(
     assert main(argv(killed)) == 0
     assert _files(killed) == _files(clean)
     assert not list(killed.rglob("*.tmp"))
+
+
+def test_only_our_own_temporaries_are_removed(tiny_sam_dir: Path, tmp_path: Path) -> None:
+    image = tmp_path / "scene.png"
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(image)
+    out = tmp_path / "out"
+    (out / "notes").mkdir(parents=True)
+    foreign = [out / ".editor.swp.tmp", out / "notes" / ".draft.0123456789ab.tmp"]
+    ours = out / ".predictions.json.0123456789ab.tmp"
+    for path in [*foreign, ours]:
+        path.write_text("x")
+    argv = ["segment", str(image), "--box", "4,4,40,30", "-o", str(out)]
+    assert main([*argv, "--sam", str(tiny_sam_dir), "--device", "cpu"]) == 0
+    assert all(path.exists() for path in foreign)  # not ours, or not in our folders
+    assert not ours.exists()
