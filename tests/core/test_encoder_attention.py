@@ -251,3 +251,31 @@ def test_preferred_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
     assert preferred_dtype("cpu") == torch.bfloat16
     assert isinstance(device.cpu_has_native_bf16(), bool)
+
+
+def test_cpu_global_layers_attend_in_cache_sized_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eager CPU inference on a 64 x 64 grid: per head, blocks of query rows whose scores stay
+    within CPU_BLOCK_BYTES; the result equals transformers' layer (checked above too)."""
+    from composeseg.backends.attention import CPU_BLOCK_BYTES
+
+    config: Any = sam_config(hidden_size=128, num_attention_heads=2).vision_config
+    config._attn_implementation = "eager"
+    layer = SamVisionLayer(config, window_size=0).eval()
+    _perturb_rel_pos(layer)
+    lean = LeanVisionLayer(copy.deepcopy(layer))
+    shapes: list[tuple[int, ...]] = []
+    softmax = torch.softmax
+
+    def recording(x: torch.Tensor, dim: int) -> torch.Tensor:
+        shapes.append(tuple(x.shape))
+        return softmax(x, dim)
+
+    monkeypatch.setattr(torch, "softmax", recording)
+    x = torch.randn(1, 64, 64, 128)
+    with torch.inference_mode():
+        got = lean(x)
+    monkeypatch.setattr(torch, "softmax", softmax)
+    with torch.inference_mode():
+        torch.testing.assert_close(got, layer(x), atol=2e-5, rtol=1e-5)
+    assert shapes and all(rows * keys * 4 <= CPU_BLOCK_BYTES for rows, keys in shapes)
+    assert sum(rows for rows, _ in shapes) == 2 * 4096  # every query of both heads, once
