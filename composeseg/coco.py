@@ -250,6 +250,9 @@ def check_dataset(payload: Any, name: str, *, need: str = "bbox") -> dict[str, A
         if not isinstance(image, Mapping) or not _is_int(image.get("id")):
             raise ValueError(f"{name}: images[{i}] has no valid id (an integer): {image!r}")
         ids.add(int(image["id"]))
+    fields = {"bbox": ("bbox",), "segmentation": ("segmentation",)}.get(
+        need, ("bbox", "segmentation")
+    )
     annotations = payload.get("annotations", [])
     if not isinstance(annotations, list):
         raise ValueError(f"{name}: 'annotations' must be a list, got {type(annotations).__name__}")
@@ -262,9 +265,6 @@ def check_dataset(payload: Any, name: str, *, need: str = "bbox") -> dict[str, A
                 raise ValueError(f"{where} has no valid {key} (an integer): {annotation!r}")
         if int(annotation["image_id"]) not in ids:
             raise ValueError(f"{where}: image_id {annotation['image_id']} is not in 'images'")
-        fields = {"bbox": ("bbox",), "segmentation": ("segmentation",)}.get(
-            need, ("bbox", "segmentation")
-        )
         if not any(key in annotation for key in fields):
             raise ValueError(f"{where} has no {' or '.join(repr(f) for f in fields)}")
     categories = payload.get("categories", [])

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from transformers import SamConfig, SamModel
 
+from composeseg.errors import first_line
 from composeseg.meta_config import (
     _GAUSSIAN,
     _SIGNATURE_KEYS,
@@ -301,11 +302,10 @@ def load_meta_sam_checkpoint(
     try:
         obj = torch.load(path_str, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt / foreign files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ValueError(
             f"cannot read {path_str} as a torch checkpoint with "
             f"torch.load(map_location='cpu', weights_only=True): {type(exc).__name__}: "
-            f"{first_line}"
+            f"{first_line(exc)}"
         ) from exc
     state_dict = _unwrap(obj, path_str)
     try:

@@ -100,11 +100,12 @@ def load_sam(
     if attention not in ("lean", "transformers"):
         raise ValueError(f"attention must be 'lean' or 'transformers', got {attention!r}")
 
-    if source is not None and (Path(os.fspath(source)).expanduser() / ONNX_MANIFEST).is_file():
+    export = None if source is None else Path(os.fspath(source)).expanduser()
+    if export is not None and (export / ONNX_MANIFEST).is_file():
         from composeseg.backends.onnx import load_onnx_sam
 
         return load_onnx_sam(
-            Path(os.fspath(source)).expanduser(),
+            export,
             device=device,
             dtype=dtype,
             decode_batch_size=decode_batch_size,
@@ -206,6 +207,8 @@ def _from_directory(path: Path) -> Any:
 
     from safetensors import SafetensorError
 
+    from composeseg.errors import first_line
+
     model_class = _model_class(read_model_type(path), str(path))
     try:
         return model_class.from_pretrained(path)
@@ -213,7 +216,7 @@ def _from_directory(path: Path) -> Any:
         # transformers reads .bin weights with weights_only=True and refuses other pickles;
         # say which file, in one line, instead of the unpickler's traceback
         files = sorted(p.name for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error) or type(error).__name__
         raise ValueError(
             f"{path}: the weights ({', '.join(files) or 'none found'}) are unreadable or "
             f"not plain tensors, refused ({type(error).__name__}: {reason[:200]})"

@@ -168,15 +168,15 @@ class LeanVisionAttention(nn.Module):
         rel_h = torch.einsum("gnyxc,ykc->gnyxk", grid, rel_pos_table(side_h, self.rel_pos_h))
         rel_w = torch.einsum("gnyxc,xkc->gnyxk", grid, rel_pos_table(side_w, self.rel_pos_w))
 
-        row = heads * side_w * tokens  # one group's bias for one query row, in elements
-        budget = self._chunk_bytes(query.device) // query.element_size()
-        rows = max(1, min(side_h, budget // row))
-        per_chunk = max(1, min(groups, budget // (row * side_h))) if rows == side_h else 1
         # one reused buffer in eager inference; autograd needs every chunk's own bias, and
         # under torch.compile Inductor plans the memory itself (it rejects out= into views)
         functional = torch.is_grad_enabled() or torch.compiler.is_compiling()
         if not functional and query.device.type == "cpu" and tokens >= CPU_BLOCKED_TOKENS:
             return self._attend_blocked(query, key, value, rel_h, rel_w)
+        row = heads * side_w * tokens  # one group's bias for one query row, in elements
+        budget = self._chunk_bytes(query.device) // query.element_size()
+        rows = max(1, min(side_h, budget // row))
+        per_chunk = max(1, min(groups, budget // (row * side_h))) if rows == side_h else 1
         buffer = None if functional else query.new_empty(per_chunk * rows * row)
 
         out = torch.empty_like(query)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from composeseg.backends.base import Backend
+from composeseg.errors import first_line
 
 _Encode = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 
@@ -62,7 +63,7 @@ def compile_encoder(backend: Backend, **options: Any) -> bool:
 
 
 def _warn(error: Exception) -> None:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    reason = first_line(error) or type(error).__name__
     warnings.warn(
         f"torch.compile is unavailable here ({type(error).__name__}: {reason[:300]}); "
         "the image encoder runs eagerly",

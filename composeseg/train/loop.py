@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from transformers import SamModel
 
+from composeseg.errors import first_line
 from composeseg.io import atomic_write, write_json
 from composeseg.train.config import TrainConfig
 from composeseg.train.data import Prepared, SampleSource, TrainSample, augment, prepare
@@ -335,7 +336,7 @@ def _load_checkpoint(
         # pickle that names any other callable is refused instead of run
         state = torch.load(path, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error) or type(error).__name__
         raise ValueError(
             f"{path}: not a checkpoint this trainer wrote, refused ({reason}); "
             "delete it, or train into another folder"

@@ -59,8 +59,9 @@ def write_results(
     if detections.mask is not None or "rle" not in detections.data:
         paths["annotated"] = write_image(out_dir / "annotated.png", annotate(image, detections))
         masks = detections.mask if detections.mask is not None else np.zeros((0, 1, 1), bool)
-        for count, mask in enumerate(masks, start=1):
-            write_image(out_dir / "masks" / f"{count - 1:03d}.png", mask)
+        count = len(masks)
+        for i, mask in enumerate(masks):
+            write_image(out_dir / "masks" / f"{i:03d}.png", mask)
     for old in (out_dir / "masks").glob("[0-9][0-9][0-9].png"):
         if int(old.stem) >= count:  # an earlier run's extra objects
             old.unlink()
