@@ -140,9 +140,8 @@ def _from_coco(path: Path, image_dir: str | os.PathLike | None) -> list[Item]:
     if not isinstance(payload, dict) or "images" not in payload:
         raise ValueError(f"{path} is not a COCO file with an 'images' list")
     # a source needs only the images; annotations are the evaluation's business
-    images: Sequence[dict[str, Any]] = check_dataset({"images": payload["images"]}, str(path))[
-        "images"
-    ]
+    check_dataset({"images": payload["images"]}, str(path))
+    images: Sequence[dict[str, Any]] = payload["images"]
 
     root = Path(image_dir) if image_dir is not None else path.parent
     items = [
