@@ -82,14 +82,21 @@ class SyntheticSource:
     ``[min_side, max_side]`` per side (so aspect ratios and padding vary); validation scenes use
     seeds from ``VALIDATION_SEED_START`` and ``validation_config``. Seeds from
     ``EVALUATION_SEED_START`` are never used here.
+
+    With ``randomized=p``, a share ``p`` of training scenes (and of validation scenes, every
+    other one) comes from the domain-randomised family of
+    :mod:`composeseg.synthetic.randomized` instead, with its own sizes and aspect ratios.
     """
 
     scene_config: SceneConfig | None = None
     min_side: int = 192
     max_side: int = 352
     validation_config: SceneConfig | None = None
+    randomized: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.randomized <= 1.0:
+            raise ValueError(f"randomized must be in [0, 1], got {self.randomized}")
         if not 16 <= self.min_side <= self.max_side:
             raise ValueError(
                 f"need 16 <= min_side <= max_side, got min_side={self.min_side}, "
@@ -100,6 +107,8 @@ class SyntheticSource:
         from composeseg.synthetic import SceneConfig
 
         seed = int(rng.integers(0, TRAIN_SEED_LIMIT))
+        if self.randomized and rng.random() < self.randomized:
+            return randomized_sample(seed)
         height, width = (int(v) for v in rng.integers(self.min_side, self.max_side + 1, size=2))
         base = self.scene_config or SceneConfig()
         return scene_sample(seed, base.replace(height=height, width=width))
@@ -108,7 +117,12 @@ class SyntheticSource:
         from composeseg.synthetic import SceneConfig
 
         config = self.validation_config or SceneConfig()
-        return [scene_sample(VALIDATION_SEED_START + i, config) for i in range(count)]
+        return [
+            randomized_sample(VALIDATION_SEED_START + i)
+            if self.randomized and i % 2
+            else scene_sample(VALIDATION_SEED_START + i, config)
+            for i in range(count)
+        ]
 
 
 def scene_sample(seed: int, config: SceneConfig) -> TrainSample:
@@ -119,6 +133,14 @@ def scene_sample(seed: int, config: SceneConfig) -> TrainSample:
     return TrainSample(
         scene.image, scene.masks(), key=f"scene-{seed}-{config.height}x{config.width}"
     )
+
+
+def randomized_sample(seed: int) -> TrainSample:
+    """The domain-randomised scene of ``seed`` as a :class:`TrainSample`."""
+    from composeseg.synthetic.randomized import generate_randomized_scene
+
+    scene = generate_randomized_scene(seed)
+    return TrainSample(scene.image, scene.masks(), key=f"randomized-{seed}")
 
 
 @dataclass

@@ -36,6 +36,14 @@ def register(subparsers: Any) -> None:
     data.add_argument(
         "--synthetic", action="store_true", help="train on generated scenes (seeds < 9e8)"
     )
+    data.add_argument(
+        "--randomized",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of --synthetic scenes drawn from the domain-randomised family "
+        "(composeseg.synthetic.randomized: wider shapes, looks and camera effects)",
+    )
     model = parser.add_argument_group("model")
     model.add_argument(
         "--init", metavar="SOURCE", help="start from any model load_sam loads (fine-tuning)"
@@ -127,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     source: Any = (
-        SyntheticSource() if args.synthetic else CocoSource(args.data, args.images, args.holdout)
+        SyntheticSource(randomized=args.randomized)
+        if args.synthetic
+        else CocoSource(args.data, args.images, args.holdout)
     )
     if args.init:
         from composeseg.loading import load_sam

@@ -52,6 +52,17 @@ def test_decoder_only_fine_tuning_in_one_command(coco_folder: Path, tmp_path: Pa
     assert (out / "best" / "config.json").is_file()
 
 
+def test_training_on_domain_randomised_scenes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = [
+        "train", "--synthetic", "--randomized", "1", "--model-config", "tiny", "-o", str(out),
+        "--steps", "2", "--batch-images", "1", "--prompts-per-image", "2",
+        "--interactive-rounds", "0", "--val-images", "2", "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert load_sam(out / "model", device="cpu").model is not None
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -59,6 +70,7 @@ def test_decoder_only_fine_tuning_in_one_command(coco_folder: Path, tmp_path: Pa
         (["train", "--synthetic", "--data", "a.json", "--images", "d", "-o", "x"], "either"),
         (["train", "--data", "missing.json", "--images", ".", "-o", "x"], "does not exist"),
         (["train", "--synthetic", "--steps", "0", "-o", "x"], "steps must be"),
+        (["train", "--synthetic", "--randomized", "2", "-o", "x"], "randomized must be"),
     ],
 )
 def test_bad_arguments_fail_with_a_message(
