@@ -6,7 +6,8 @@
 # MODEL_DIR is a save_pretrained directory written by `composeseg train` (OUTDIR/best holds the
 # weights with the best validation box mIoU; validation seeds are in [9e8, 1e9)). The weights
 # are stored in float16 (load_sam loads them back in float32) into composeseg/assets/demo_sam,
-# then scored on 40 scenes from the evaluation seeds (>= 1e9), as tests/quality does.
+# then scored on 40 scenes from the evaluation seeds (>= 1e9) and on 40 scenes of the
+# independent family's test split, as tests/quality does.
 set -euo pipefail
 SRC="${1:-/work/demo_train/best}"
 PYTHON="${PYTHON:-python}"
@@ -20,4 +21,5 @@ export_model(load_sam(sys.argv[1], device="cpu").model, DEMO_MODEL_DIR, "float16
 size = sum(f.stat().st_size for f in DEMO_MODEL_DIR.iterdir())
 print(f"exported {sys.argv[1]} -> {DEMO_MODEL_DIR} ({size / 2**20:.2f} MiB)")
 PY
-exec "$PYTHON" -m composeseg.pipelines.cli eval points --synthetic 40 --device cpu
+"$PYTHON" -m composeseg.pipelines.cli eval points --synthetic 40 --device cpu
+"$PYTHON" -m composeseg.pipelines.cli eval points --synthetic 40 --family independent --device cpu

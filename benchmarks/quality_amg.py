@@ -10,6 +10,7 @@ detectors fire on texture while SAM's edges should follow objects. Prints one Ma
 
     python benchmarks/quality_amg.py                        # the embedded demo model
     python benchmarks/quality_amg.py --sam DIR --scenes 4 --points-per-side 8   # quick check
+    python benchmarks/quality_amg.py --family independent --edges-only   # another generator
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=256, help="scene side, pixels")
     parser.add_argument("--points-per-side", type=int, default=0, help="override both grids")
     parser.add_argument("--thresholds", type=int, default=99)
+    parser.add_argument(
+        "--family",
+        choices=("training", "independent"),
+        default="training",
+        help="textured scenes of the training generator (in-distribution) or the independent "
+        "family's test split (other shapes, looks and sizes; --size does not apply)",
+    )
+    parser.add_argument("--edges-only", action="store_true", help="skip the proposals table")
     args = parser.parse_args(argv)
 
     from composeseg import load_sam
@@ -37,9 +46,14 @@ def main(argv: list[str] | None = None) -> None:
     from composeseg.synthetic import SceneConfig, generate_scene, scenes_to_coco
     from composeseg.train.config import EVALUATION_SEED_START
 
-    config = SceneConfig.textured(height=args.size, width=args.size)
-    seeds = range(EVALUATION_SEED_START, EVALUATION_SEED_START + args.scenes)
-    scenes = [generate_scene(seed, config) for seed in seeds]
+    if args.family == "independent":
+        from composeseg.synthetic.independent import generate_independent_scene, independent_seeds
+
+        scenes = [generate_independent_scene(s) for s in independent_seeds("test", args.scenes)]
+    else:
+        config = SceneConfig.textured(height=args.size, width=args.size)
+        seeds = range(EVALUATION_SEED_START, EVALUATION_SEED_START + args.scenes)
+        scenes = [generate_scene(seed, config) for seed in seeds]
     sam = load_sam(args.sam, device="cpu")
     grid = {"points_per_side": args.points_per_side} if args.points_per_side else {}
     proposals = ObjectProposals(sam, output="rle", **grid)
@@ -48,9 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         gt = scenes_to_coco(scenes, Path(tmp))
     ids = [image["id"] for image in gt["images"]]
-    start = time.perf_counter()
-    recall = proposal_recall({i: proposals(s.image) for i, s in zip(ids, scenes, strict=True)}, gt)
-    proposal_seconds = time.perf_counter() - start
+    if not args.edges_only:
+        start = time.perf_counter()
+        predicted = {i: proposals(s.image) for i, s in zip(ids, scenes, strict=True)}
+        recall = proposal_recall(predicted, gt)
+        proposal_seconds = time.perf_counter() - start
 
     truths = [s.boundaries() for s in scenes]
     rows = []
@@ -64,12 +80,14 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.perf_counter() - start
     rows.append(("Canny (16 settings)", edge_f_measure(maps, truths, thresholds=16), seconds))
 
-    print(f"model: {sam.name}; {len(scenes)} textured scenes {args.size}x{args.size}")
-    print("\n| proposals | AR@100 | AR@1000 | ARs | ARm | ARl | s / image |")
-    print("|---|---|---|---|---|---|---|")
-    cells = [recall.ar_100, recall.ar_1000, recall.ar_small, recall.ar_medium, recall.ar_large]
-    text = " | ".join(f"{100 * v:.1f}" if v >= 0 else "-" for v in cells)
-    print(f"| ObjectProposals | {text} | {proposal_seconds / len(scenes):.2f} |")
+    what = "independent-family" if args.family == "independent" else "textured"
+    print(f"model: {sam.name}; {len(scenes)} {what} scenes")
+    if not args.edges_only:
+        print("\n| proposals | AR@100 | AR@1000 | ARs | ARm | ARl | s / image |")
+        print("|---|---|---|---|---|---|---|")
+        cells = [recall.ar_100, recall.ar_1000, recall.ar_small, recall.ar_medium, recall.ar_large]
+        text = " | ".join(f"{100 * v:.1f}" if v >= 0 else "-" for v in cells)
+        print(f"| ObjectProposals | {text} | {proposal_seconds / len(scenes):.2f} |")
     print("\n| edges | ODS | OIS | AP | R50 | s / image |")
     print("|---|---|---|---|---|---|")
     for name, m, seconds in rows:

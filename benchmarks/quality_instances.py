@@ -5,10 +5,11 @@ Usage:
     python benchmarks/quality_instances.py                 # the embedded demo model
     python benchmarks/quality_instances.py --sam DIR_OR_ID # any SAM source load_sam accepts
     python benchmarks/quality_instances.py --tiny          # random tiny model: a smoke run
+    python benchmarks/quality_instances.py --family independent  # scenes of another generator
 
-The simulated detector moves each box edge by a Gaussian of ``jitter`` x the box side, drops a
-``drop`` fraction of the objects, and scores the rest by their box IoU with the ground truth
-(a detector whose confidence tracks its localisation). Scenes come from
+The simulated detector (``composeseg.evaluation.simulated_detections``) moves each box edge
+by a Gaussian of ``jitter`` x the box side, drops a ``drop`` fraction of the objects, and
+scores the rest by their box IoU with the ground truth. Scenes are written with
 ``composeseg.synthetic.write_coco``, so the numbers are reproducible from the seeds.
 """
 
@@ -21,39 +22,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import print_table
-
-
-def simulated_detections(gt: dict[str, Any], jitter: float, drop: float, seed: int) -> list[dict]:
-    """A COCO results list: GT boxes moved by ``jitter`` x side, ``drop`` of them removed."""
-    rng = np.random.default_rng(seed)
-    sizes = {im["id"]: (im["width"], im["height"]) for im in gt["images"]}
-    out = []
-    for ann in gt["annotations"]:
-        if ann.get("iscrowd") or rng.random() < drop:
-            continue
-        x, y, w, h = ann["bbox"]
-        x0, y0, x1, y1 = np.array([x, y, x + w, y + h]) + rng.normal(0, jitter, 4) * [w, h, w, h]
-        width, height = sizes[ann["image_id"]]
-        x0, x1 = np.clip([x0, x1], 0, width)
-        y0, y1 = np.clip([y0, y1], 0, height)
-        if x1 - x0 < 1 or y1 - y0 < 1:
-            continue
-        inter = max(0.0, min(x1, x + w) - max(x0, x)) * max(0.0, min(y1, y + h) - max(y0, y))
-        iou = inter / ((x1 - x0) * (y1 - y0) + w * h - inter)
-        out.append(
-            {
-                "image_id": ann["image_id"],
-                "category_id": ann["category_id"],
-                "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-                "score": float(iou),
-            }
-        )
-    return out
 
 
 def main() -> None:
@@ -62,6 +33,13 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="random tiny model (smoke run)")
     parser.add_argument("--images", type=int, default=50, help="number of generated scenes")
     parser.add_argument("--size", type=int, default=256, help="scene side in pixels")
+    parser.add_argument(
+        "--family",
+        choices=("training", "independent"),
+        default="training",
+        help="the training generator's scenes (in-distribution) or the independent family's "
+        "test split (other shapes, looks and sizes; --size and --seed do not apply)",
+    )
     parser.add_argument(
         "--seed",
         type=int,
@@ -72,7 +50,7 @@ def main() -> None:
 
     from composeseg import load_sam
     from composeseg.adapters import CocoBoxes
-    from composeseg.evaluation import evaluate_instances
+    from composeseg.evaluation import evaluate_instances, simulated_detections
     from composeseg.pipelines import InstanceSegmentation
     from composeseg.synthetic import SceneConfig, generate_scenes, write_coco
 
@@ -84,9 +62,17 @@ def main() -> None:
             source = str(Path(tmp) / "tiny")
             build_model(tiny_sam_config(), seed=0).save_pretrained(source)
         sam = load_sam(source, device="cpu")
-        config = SceneConfig(height=args.size, width=args.size)
-        seeds = range(args.seed, args.seed + args.images)
-        gt_path = write_coco(generate_scenes(seeds, config), Path(tmp) / "scenes")
+        if args.family == "independent":
+            from composeseg.synthetic.independent import (
+                generate_independent_scene,
+                independent_seeds,
+            )
+
+            scenes = [generate_independent_scene(s) for s in independent_seeds("test", args.images)]
+        else:
+            config = SceneConfig(height=args.size, width=args.size)
+            scenes = list(generate_scenes(range(args.seed, args.seed + args.images), config))
+        gt_path = write_coco(scenes, Path(tmp) / "scenes")
         gt = json.loads(gt_path.read_text())
         image_dir = gt_path.parent / "images"
         detectors: dict[str, Any] = {"oracle GT boxes": CocoBoxes(gt)}
@@ -107,7 +93,7 @@ def main() -> None:
                 )  # fmt: skip
         print(
             f"model: {sam.name if not args.tiny else 'tiny random'}; {args.images} scenes "
-            f"{args.size}x{args.size}, {len(gt['annotations'])} objects"
+            f"({args.family} family), {len(gt['annotations'])} objects"
         )
         print_table(["boxes", "refine", "AP", "AP50", "AP75", "APs", "APm", "APl"], rows)
 

@@ -5,11 +5,14 @@ Usage:
     python benchmarks/quality_video.py --sam DIR --seeds 0 1 2 --frames 30
     python benchmarks/quality_video.py --tiny --seeds 0 --frames 10 --size 96   # smoke run
     python benchmarks/quality_video.py --box-masks     # identities only (no SAM, see below)
+    python benchmarks/quality_video.py --family independent   # videos of another generator
 
 Generated videos (moving, occluding, entering and leaving shapes; ``composeseg.synthetic``)
-with a simulated detector (ground-truth boxes jittered, some detections missed) go through
-``VideoSegmentation`` with each feature switched on alone, all on, and all off (plain
-per-frame segmentation of the tracker's boxes). Metrics come from
+(or, with ``--family independent``, videos of the evaluation-only family of
+``composeseg.synthetic.independent_video``, seed k of its test split for each ``--seeds`` k;
+``--size`` does not apply) with a simulated detector (ground-truth boxes jittered, some
+detections missed) go through ``VideoSegmentation`` with each feature switched on alone, all
+on, and all off (plain per-frame segmentation of the tracker's boxes). Metrics come from
 ``composeseg.evaluation.tracking`` (the ``trackers`` package's HOTA / CLEAR / Identity
 evaluators on mask IoU). With ``--sam2 DIR`` (a ``Sam2VideoModel`` directory) the SAM 2
 propagation engine is a further row.
@@ -107,17 +110,26 @@ def evaluate(make_engine: Any, args: argparse.Namespace) -> tuple[Any, float]:
     from composeseg.pipelines.video_sim import SimulatedDetector, SimulatedDetectorConfig
 
     video = VideoConfig(height=args.size, width=args.size, n_frames=args.frames)
+
+    def clip(seed: int) -> Any:
+        if args.family == "independent":
+            from composeseg.synthetic.independent import independent_seeds
+            from composeseg.synthetic.independent_video import iter_independent_video_frames
+
+            return iter_independent_video_frames(
+                independent_seeds("test", seed + 1)[seed], args.frames
+            )
+        return iter_video_frames(seed, video)
+
     noise = SimulatedDetectorConfig(jitter=args.jitter, miss_rate=args.miss_rate)
     # with box masks, identities are scored on boxes: a filled box is no estimate of a shape
     evaluator = TrackingEvaluator(use_masks=not args.box_masks)
     start, frames = time.perf_counter(), 0
     for seed in args.seeds:
         evaluator.new_sequence()
-        detector = SimulatedDetector(iter_video_frames(seed, video), noise, seed=seed)
+        detector = SimulatedDetector(clip(seed), noise, seed=seed)
         engine = make_engine(detector)
-        for truth, detections in zip(
-            iter_video_frames(seed, video), engine(iter_video_frames(seed, video)), strict=True
-        ):
+        for truth, detections in zip(clip(seed), engine(clip(seed)), strict=True):
             evaluator.add(truth, detections)
             frames += 1
     return evaluator.compute(), frames / (time.perf_counter() - start)
@@ -133,6 +145,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--family", choices=("training", "independent"), default="training")
     parser.add_argument("--tracker", default="bytetrack")
     parser.add_argument("--miss-rate", type=float, default=0.15)
     parser.add_argument("--jitter", type=float, default=0.06)
@@ -157,7 +170,8 @@ def main() -> None:
 
             rows.append(("SAM 2 propagation (K=5)", *evaluate(make_sam2, args)))
     print(
-        f"{len(args.seeds)} videos x {args.frames} frames, {args.size}x{args.size}, tracker "
+        f"{len(args.seeds)} {args.family}-family videos x {args.frames} frames, "
+        f"{args.size if args.family == 'training' else 'non-square'}, tracker "
         f"{args.tracker}, miss rate {args.miss_rate}, jitter {args.jitter}; model "
         f"{'box masks' if args.box_masks else 'tiny random' if args.tiny else args.sam or 'demo'}"
     )

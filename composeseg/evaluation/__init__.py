@@ -16,6 +16,7 @@ _LAZY: dict[str, str] = {
     "PointPromptMetrics": "composeseg.evaluation.points",
     "proposal_recall": "composeseg.evaluation.proposals",
     "ProposalMetrics": "composeseg.evaluation.proposals",
+    "simulated_detections": "composeseg.evaluation.simulated",
     "edge_f_measure": "composeseg.evaluation.edges",
     "EdgeMetrics": "composeseg.evaluation.edges",
     "TrackingMetrics": "composeseg.evaluation.tracking",

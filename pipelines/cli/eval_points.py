@@ -37,7 +37,14 @@ def register(eval_subparsers: Any) -> None:
         default="training",
         help="generated scenes of --synthetic: the training generator's family (new seeds: "
         "in-distribution) or the independent one (composeseg.synthetic.independent, other "
-        "shapes, looks and sizes; its test split)",
+        "shapes, looks and sizes; see --split)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="split of --family independent: test for reported figures, validation for "
+        "choosing models and settings",
     )
     parser.add_argument("--max-images", type=int, default=0, help="stop after N images of --gt")
     parser.add_argument("--points", type=int, default=3, help="clicks of the interactive protocol")
@@ -64,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         if args.family == "independent":
             from composeseg.synthetic.independent import independent_seeds
 
-            seeds = independent_seeds("test", args.synthetic)
+            seeds = independent_seeds(args.split, args.synthetic)
         else:
             seeds = list(range(EVALUATION_SEED_START, EVALUATION_SEED_START + args.synthetic))
         samples = scene_instances(seeds, family=args.family)

@@ -131,3 +131,24 @@ def test_cli_eval_and_segment_directory(
     )
     assert main(["eval", "instances", "--gt", str(coco)]) == 2  # needs a source
     assert main(["segment", str(images), "-o", str(out)]) == 2  # a directory needs --detector
+
+
+def test_simulated_detector_degrades_ground_truth_as_asked() -> None:
+    from composeseg.evaluation import simulated_detections
+
+    gt = {
+        "images": [{"id": 1, "width": 100, "height": 80}],
+        "annotations": [
+            {"id": i, "image_id": 1, "category_id": 2, "bbox": [10.0 + i % 50, 20.0, 30.0, 20.0]}
+            for i in range(200)
+        ],
+    }
+    exact = simulated_detections(gt, jitter=0.0, drop=0.0)
+    assert [d["bbox"] for d in exact] == [a["bbox"] for a in gt["annotations"]]
+    assert all(d["score"] == 1.0 and d["category_id"] == 2 for d in exact)
+    noisy = simulated_detections(gt, jitter=0.1, drop=0.5, seed=3)
+    assert 60 < len(noisy) < 140  # about half dropped
+    assert all(0.0 < d["score"] < 1.0 for d in noisy)
+    assert all(d["bbox"][0] >= 0 and d["bbox"][0] + d["bbox"][2] <= 100 for d in noisy)
+    with pytest.raises(ValueError, match="drop"):
+        simulated_detections(gt, jitter=0.1, drop=1.5)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -54,3 +56,49 @@ def test_bad_config_and_split_are_refused() -> None:
 def test_training_code_never_draws_the_independent_family() -> None:
     for path in (ROOT / "composeseg" / "train").rglob("*.py"):
         assert "independent" not in path.read_text(), f"{path} mentions the independent family"
+
+
+@pytest.mark.parametrize("split", ["validation", "test"])
+def test_eval_points_cli_draws_the_chosen_split(
+    split: str, tiny_sam_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import composeseg.evaluation.points as points
+    from composeseg.pipelines.cli import main
+
+    drawn: list[tuple[list[int], str]] = []
+    original = points.scene_instances
+
+    def recording(seeds: Any, *args: Any, **kwargs: Any) -> Any:
+        drawn.append((list(seeds), kwargs.get("family", "")))
+        return original(seeds, *args, **kwargs)
+
+    monkeypatch.setattr(points, "scene_instances", recording)
+    out = tmp_path / "metrics.json"
+    argv = [
+        "eval", "points", "--synthetic", "2", "--family", "independent", "--split", split,
+        "--points", "1", "--sam", str(tiny_sam_dir), "--device", "cpu", "-o", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert drawn == [(independent_seeds(split, 2), "independent")]  # type: ignore[arg-type]
+    assert json.loads(out.read_text())["images"] == 2
+
+
+def test_independent_videos_are_deterministic_with_exact_tracks() -> None:
+    from composeseg.synthetic.independent_video import iter_independent_video_frames
+
+    seed = independent_seeds("validation", 1)[0]
+    first, again = (list(iter_independent_video_frames(seed, 12)) for _ in range(2))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(first, again, strict=True))
+    centres: dict[int, list[np.ndarray]] = {}
+    for frame in first:
+        masks = frame.masks()
+        assert frame.image.shape[:2] == masks.shape[1:] and masks.sum(0).max() <= 1
+        for instance in frame.instances:
+            ys, xs = np.nonzero(instance.mask)
+            assert instance.box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            assert 0 < instance.visible_fraction <= 1
+            centres.setdefault(instance.track_id, []).append(instance.box.reshape(2, 2).mean(0))
+    moved = [np.hypot(*(c[-1] - c[0])) for c in centres.values() if len(c) == len(first)]
+    assert moved and max(moved) > 3  # objects keep their ids while they move
+    with pytest.raises(ValueError, match="n_frames"):
+        next(iter_independent_video_frames(seed, 0))
