@@ -153,7 +153,7 @@ class EdgeDetection(Runnable):
                 self.sam.backend.resize_mode,
             )[:, 0].numpy()
             for logit in logits:
-                probability = 1.0 / (1.0 + np.exp(-logit))
+                probability = 0.5 + 0.5 * np.tanh(0.5 * logit)  # sigmoid; exp overflows
                 gx = cv2.Sobel(probability, cv2.CV_32F, 1, 0, ksize=3)
                 gy = cv2.Sobel(probability, cv2.CV_32F, 0, 1, ksize=3)
                 mask = (logit > 0).astype(np.uint8)
