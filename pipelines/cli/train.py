@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give either --synthetic or both --data COCO.json and --images DIR")
     if not args.synthetic and not (args.data and args.images):
         raise ValueError("--data and --images go together")
+    if args.randomized and not args.synthetic:
+        raise ValueError("--randomized applies to --synthetic scenes only")
     config = TrainConfig(
         steps=args.steps,
         batch_images=args.batch_images,

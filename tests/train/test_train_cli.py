@@ -71,6 +71,10 @@ def test_training_on_domain_randomised_scenes(tmp_path: Path) -> None:
         (["train", "--data", "missing.json", "--images", ".", "-o", "x"], "does not exist"),
         (["train", "--synthetic", "--steps", "0", "-o", "x"], "steps must be"),
         (["train", "--synthetic", "--randomized", "2", "-o", "x"], "randomized must be"),
+        (
+            ["train", "--data", "a.json", "--images", "d", "--randomized", "0.5", "-o", "x"],
+            "--synthetic scenes only",
+        ),
     ],
 )
 def test_bad_arguments_fail_with_a_message(
