@@ -123,3 +123,15 @@ def _from_array(array: np.ndarray) -> np.ndarray:
             )
         return np.ascontiguousarray(array.astype(np.uint8))
     raise ValueError(f"unsupported image dtype {array.dtype}")
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """``image`` (``(H, W, 3) uint8`` RGB) encoded as JPEG at ``quality`` (0-100) with OpenCV
+    and decoded again: the same shape and dtype, with JPEG's block and ringing artefacts."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else None
+    if decoded is None:  # pragma: no cover - OpenCV always encodes a uint8 image
+        return image
+    return np.ascontiguousarray(decoded[..., ::-1])

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from composeseg.geometry import box_iou
+from composeseg.geometry import box_iou, tight_boxes
 from composeseg.pipelines.config import resolve_config
 from composeseg.pipelines.video_io import Frame, VideoSource, read_frames
 from composeseg.pipelines.video_tracks import match
@@ -315,8 +315,7 @@ class Sam2Propagation:
             obj = self.objects.get(int(obj_id))
             if obj is None or not bool(present[k]) or not masks[k].any():
                 continue
-            ys, xs = np.nonzero(masks[k])
-            obj.box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+            obj.box = tight_boxes(masks[k][None])[0]
             obj.mask = masks[k]
             visible[int(obj_id)] = masks[k]
         return _detections(visible, self.objects, size)

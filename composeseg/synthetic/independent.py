@@ -34,6 +34,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from composeseg.geometry import tight_boxes
+from composeseg.image import jpeg_roundtrip
 from composeseg.synthetic.scenes import Instance, Scene
 
 INDEPENDENT_KINDS = ("blob", "concave", "stroke", "ring")
@@ -304,13 +306,7 @@ def _camera(rng: np.random.Generator, canvas: np.ndarray) -> np.ndarray:
         image = np.asarray(cv2.GaussianBlur(image, (0, 0), sigma), np.float32)
     image += rng.normal(0, rng.uniform(0, 6), image.shape).astype(np.float32)
     out = np.clip(np.round(image), 0, 255).astype(np.uint8)
-    ok, encoded = cv2.imencode(
-        ".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 95))]
-    )
-    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else None
-    if decoded is None:  # pragma: no cover - OpenCV always encodes a uint8 image
-        return out
-    return np.ascontiguousarray(decoded[..., ::-1])
+    return jpeg_roundtrip(out, int(rng.integers(45, 95)))
 
 
 def _instances(
@@ -324,8 +320,7 @@ def _instances(
         area = int(mask.sum())
         if area < config.min_visible:
             continue
-        ys, xs = np.nonzero(mask)
-        box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+        box = tight_boxes(mask[None])[0]
         side = math.sqrt(area) / shorter
         size = "small" if side < 0.1 else "medium" if side < 0.25 else "large"
         out.append(

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from composeseg.geometry import tight_boxes
+from composeseg.image import jpeg_roundtrip
 from composeseg.synthetic.independent import (
     INDEPENDENT_KINDS,
     IndependentConfig,
@@ -162,10 +164,7 @@ def _camera(
     if blur > 0.3:
         image = np.asarray(cv2.GaussianBlur(image, (0, 0), blur), np.float32)
     image += rng.normal(0, noise, image.shape).astype(np.float32)
-    out = np.clip(np.round(image), 0, 255).astype(np.uint8)
-    ok, encoded = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else None
-    return out if decoded is None else np.ascontiguousarray(decoded[..., ::-1])
+    return jpeg_roundtrip(np.clip(np.round(image), 0, 255).astype(np.uint8), quality)
 
 
 def _instances(
@@ -177,11 +176,10 @@ def _instances(
         area = int(np.count_nonzero(mask))
         if area < min_visible:
             continue
-        ys, xs = np.nonzero(mask)
         out.append(
             TrackedInstance(
                 mask=mask,
-                box=np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32),
+                box=tight_boxes(mask[None])[0],
                 track_id=sprite.track_id,
                 kind=sprite.kind,
                 color="hsv",

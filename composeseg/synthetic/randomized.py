@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from composeseg.geometry import tight_boxes
+from composeseg.image import jpeg_roundtrip
 from composeseg.synthetic.scenes import Instance, Scene, size_name
 
 RANDOMIZED_KINDS = ("bumps", "spline", "union", "band")
@@ -317,13 +319,7 @@ def _camera(rng: np.random.Generator, canvas: np.ndarray) -> np.ndarray:
     image = image + rng.normal(0, rng.uniform(0, 10), image.shape).astype(np.float32)
     out = np.clip(np.round(image), 0, 255).astype(np.uint8)
     if rng.random() < 0.6:
-        quality = int(rng.integers(30, 96))
-        ok, data = cv2.imencode(
-            ".jpg", np.ascontiguousarray(out[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]
-        )
-        decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else None
-        if decoded is not None:
-            out = np.ascontiguousarray(decoded[..., ::-1])
+        out = jpeg_roundtrip(out, int(rng.integers(30, 96)))
     return out
 
 
@@ -335,12 +331,11 @@ def _instances(owner: np.ndarray, kinds: list[str], min_visible: int) -> tuple[I
         area = int(np.count_nonzero(mask))
         if area < min_visible:
             continue
-        ys, xs = np.nonzero(mask)
         size = size_name(area, owner.size)
         out.append(
             Instance(
                 mask=mask,
-                box=np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32),
+                box=tight_boxes(mask[None])[0],
                 kind=kind,
                 color="rgb",
                 size=size,

@@ -102,3 +102,16 @@ def test_images_from_files_are_writable(tmp_path: Path) -> None:
     image = load_image(path)
     assert image.flags.writeable and image.flags.c_contiguous
     assert image.shape == (4, 5, 3)
+
+
+def test_jpeg_roundtrip_keeps_the_frame_and_degrades_with_quality() -> None:
+    from composeseg.image import jpeg_roundtrip
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    image[:, :28] = (200, 30, 30)  # a flat red half keeps its colour (RGB order, not BGR)
+    fine, coarse = jpeg_roundtrip(image, 95), jpeg_roundtrip(image, 20)
+    assert fine.shape == image.shape and fine.dtype == np.uint8 and fine.flags.c_contiguous
+    error = [np.abs(out.astype(int) - image).mean() for out in (fine, coarse)]
+    assert error[0] < error[1]
+    assert np.abs(fine[5:35, 5:20].astype(int) - (200, 30, 30)).max() < 12
