@@ -50,6 +50,8 @@ class RandomizedConfig:
         max_aspect: the longer side is at most this many times the shorter.
         min_objects, max_objects: objects drawn (hidden ones are dropped).
         low_contrast: share of objects coloured close to what lies behind them.
+        stacked: share of objects centred on an earlier one (half of them small enough to sit
+            inside it); the rest are placed anywhere.
         min_visible: smallest visible area kept as an object, pixels.
     """
 
@@ -59,6 +61,7 @@ class RandomizedConfig:
     min_objects: int = 2
     max_objects: int = 10
     low_contrast: float = 0.3
+    stacked: float = 0.35
     min_visible: int = 48
 
     def __post_init__(self) -> None:
@@ -73,6 +76,13 @@ class RandomizedConfig:
                              f"{self.max_objects}")  # fmt: skip
         if not 0 <= self.low_contrast <= 1:
             raise ValueError(f"low_contrast must be in [0, 1], got {self.low_contrast}")
+        if not 0 <= self.stacked <= 1:
+            raise ValueError(f"stacked must be in [0, 1], got {self.stacked}")
+
+
+DENSE_LAYOUT = RandomizedConfig(max_objects=14, stacked=0.55)
+"""Crowded layouts: more objects, more of them on or inside another (``composeseg train
+--dense-layouts``). Most objects then touch another, and others cover part of their box."""
 
 
 def generate_randomized_scene(seed: int, config: RandomizedConfig | None = None) -> Scene:
@@ -103,7 +113,7 @@ def _draw(rng: np.random.Generator, seed: int, config: RandomizedConfig) -> Scen
     for _ in range(int(rng.integers(config.min_objects, config.max_objects + 1))):
         kind = RANDOMIZED_KINDS[int(rng.integers(len(RANDOMIZED_KINDS)))]
         extent = min(height, width) * math.exp(rng.uniform(math.log(0.08), math.log(0.7)))
-        mask = _place(rng, kind, extent, owner)
+        mask = _place(rng, kind, extent, owner, config.stacked)
         if rng.random() < 0.25:
             _punch_holes(rng, mask, extent)
         if mask.sum() < config.min_visible:
@@ -159,11 +169,13 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return canvas
 
 
-def _place(rng: np.random.Generator, kind: str, extent: float, owner: np.ndarray) -> np.ndarray:
+def _place(
+    rng: np.random.Generator, kind: str, extent: float, owner: np.ndarray, stacked: float
+) -> np.ndarray:
     """The shape's full mask, centred freely, on an earlier object, or inside one."""
     height, width = owner.shape
     centre = (rng.uniform(0, width), rng.uniform(0, height))
-    if owner.any() and rng.random() < 0.35:
+    if owner.any() and rng.random() < stacked:
         ys, xs = np.nonzero(owner)
         pick = int(rng.integers(len(ys)))
         centre = (float(xs[pick]), float(ys[pick]))

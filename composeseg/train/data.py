@@ -25,6 +25,7 @@ from composeseg.transforms import IMAGENET_MEAN, IMAGENET_STD, preprocess
 
 if TYPE_CHECKING:
     from composeseg.synthetic import SceneConfig
+    from composeseg.synthetic.randomized import RandomizedConfig
 
 MIN_MASK_PIXELS = 16
 """Instances smaller than this (after a crop) are not used as training targets."""
@@ -85,7 +86,8 @@ class SyntheticSource:
 
     With ``randomized=p``, a share ``p`` of training scenes (and of validation scenes, every
     other one) comes from the domain-randomised family of
-    :mod:`composeseg.synthetic.randomized` instead, with its own sizes and aspect ratios.
+    :mod:`composeseg.synthetic.randomized` instead, with its own sizes and aspect ratios,
+    drawn with ``randomized_config`` (default: the family's defaults).
     """
 
     scene_config: SceneConfig | None = None
@@ -93,6 +95,7 @@ class SyntheticSource:
     max_side: int = 352
     validation_config: SceneConfig | None = None
     randomized: float = 0.0
+    randomized_config: RandomizedConfig | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.randomized <= 1.0:
@@ -108,7 +111,7 @@ class SyntheticSource:
 
         seed = int(rng.integers(0, TRAIN_SEED_LIMIT))
         if self.randomized and rng.random() < self.randomized:
-            return randomized_sample(seed)
+            return randomized_sample(seed, self.randomized_config)
         height, width = (int(v) for v in rng.integers(self.min_side, self.max_side + 1, size=2))
         base = self.scene_config or SceneConfig()
         return scene_sample(seed, base.replace(height=height, width=width))
@@ -118,7 +121,7 @@ class SyntheticSource:
 
         config = self.validation_config or SceneConfig()
         return [
-            randomized_sample(VALIDATION_SEED_START + i)
+            randomized_sample(VALIDATION_SEED_START + i, self.randomized_config)
             if self.randomized and i % 2
             else scene_sample(VALIDATION_SEED_START + i, config)
             for i in range(count)
@@ -135,12 +138,13 @@ def scene_sample(seed: int, config: SceneConfig) -> TrainSample:
     )
 
 
-def randomized_sample(seed: int) -> TrainSample:
-    """The domain-randomised scene of ``seed`` as a :class:`TrainSample`."""
+def randomized_sample(seed: int, config: RandomizedConfig | None = None) -> TrainSample:
+    """The domain-randomised scene of ``(seed, config)`` as a :class:`TrainSample`."""
     from composeseg.synthetic.randomized import generate_randomized_scene
 
-    scene = generate_randomized_scene(seed)
-    return TrainSample(scene.image, scene.masks(), key=f"randomized-{seed}")
+    scene = generate_randomized_scene(seed, config)
+    key = f"randomized-{seed}" if config is None else f"randomized-{seed}-{config}"
+    return TrainSample(scene.image, scene.masks(), key=key)
 
 
 @dataclass

@@ -44,6 +44,12 @@ def register(subparsers: Any) -> None:
         help="share of --synthetic scenes drawn from the domain-randomised family "
         "(composeseg.synthetic.randomized: wider shapes, looks and camera effects)",
     )
+    data.add_argument(
+        "--dense-layouts",
+        action="store_true",
+        help="with --randomized: crowded randomised scenes (up to 14 objects, 55 %% of them on "
+        "or inside another; composeseg.synthetic.randomized.DENSE_LAYOUT)",
+    )
     model = parser.add_argument_group("model")
     model.add_argument(
         "--init", metavar="SOURCE", help="start from any model load_sam loads (fine-tuning)"
@@ -106,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from composeseg.io import check_output_folder
+    from composeseg.synthetic.randomized import DENSE_LAYOUT
     from composeseg.train.data import CocoSource, SyntheticSource
     from composeseg.train.loop import train
     from composeseg.train.model import build_model_for_training, check_trainable, model_preset
@@ -117,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--data and --images go together")
     if args.randomized and not args.synthetic:
         raise ValueError("--randomized applies to --synthetic scenes only")
+    if args.dense_layouts and not args.randomized:
+        raise ValueError("--dense-layouts applies to --randomized scenes only")
     config = TrainConfig(
         steps=args.steps,
         batch_images=args.batch_images,
@@ -137,7 +146,10 @@ def run(args: argparse.Namespace) -> int:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     source: Any = (
-        SyntheticSource(randomized=args.randomized)
+        SyntheticSource(
+            randomized=args.randomized,
+            randomized_config=DENSE_LAYOUT if args.dense_layouts else None,
+        )
         if args.synthetic
         else CocoSource(args.data, args.images, args.holdout)
     )

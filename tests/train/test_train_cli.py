@@ -55,7 +55,8 @@ def test_decoder_only_fine_tuning_in_one_command(coco_folder: Path, tmp_path: Pa
 def test_training_on_domain_randomised_scenes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     argv = [
-        "train", "--synthetic", "--randomized", "1", "--model-config", "tiny", "-o", str(out),
+        "train", "--synthetic", "--randomized", "1", "--dense-layouts", "--model-config", "tiny",
+        "-o", str(out),
         "--steps", "2", "--batch-images", "1", "--prompts-per-image", "2",
         "--interactive-rounds", "0", "--val-images", "2", "--no-progress",
     ]  # fmt: skip
@@ -75,6 +76,7 @@ def test_training_on_domain_randomised_scenes(tmp_path: Path) -> None:
             ["train", "--data", "a.json", "--images", "d", "--randomized", "0.5", "-o", "x"],
             "--synthetic scenes only",
         ),
+        (["train", "--synthetic", "--dense-layouts", "-o", "x"], "--randomized scenes only"),
     ],
 )
 def test_bad_arguments_fail_with_a_message(
