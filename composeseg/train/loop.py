@@ -174,6 +174,7 @@ def train(
     out_dir: str | Path,
     *,
     resume: bool = False,
+    stop_after: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
@@ -187,12 +188,19 @@ def train(
         model: a transformers ``SamModel`` (from :func:`composeseg.train.build_model_for_training`
             or ``load_sam(...).model``).
         resume: continue from ``out_dir/checkpoint.pt`` (fresh start if there is none).
+        stop_after: stop once this many steps are done, as if the run were cut there: the
+            learning-rate schedule still spans ``config.steps``, the step is validated and
+            checkpointed, and ``model/`` holds its weights. A later ``resume`` continues it.
+            Keeps a checkpoint of a long run, or fits a run into a time slot.
 
     Raises:
         ValueError: ``out_dir`` already holds a checkpoint and ``resume`` is False, or the
             checkpoint was written with a config that differs in a field that changes what a
-            step computes.
+            step computes; ``stop_after`` is below 1.
     """
+    if stop_after is not None and stop_after < 1:
+        raise ValueError(f"stop_after must be >= 1, got {stop_after}")
+    end = config.steps if stop_after is None else min(stop_after, config.steps)
     check_trainable(model)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -225,7 +233,7 @@ def train(
     bar = _progress(start, config.steps, progress)
     began, loss_ema, iou_ema = time.time(), float("nan"), float("nan")
     losses: list[float] = []
-    for step in range(start, config.steps):
+    for step in range(start, end):
         batch, rng = _batch(source, config, step, size)
         if cache is not None:
             embeddings = cache.get(model, batch)
@@ -257,7 +265,7 @@ def train(
                 f"step {done}/{config.steps} loss {loss_ema:.4f} iou {iou_ema:.3f} "
                 f"lr {lr:.2e} {rate:.2f} steps/s"
             )
-        last = done == config.steps
+        last = done == end
         if (config.val_every and done % config.val_every == 0) or last:
             metrics = validate(model, val_samples) if val_samples else {}
             entry = {"step": done, "seconds": round(time.time() - began, 1), "loss": loss_ema}

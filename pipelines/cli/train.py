@@ -74,6 +74,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     parser.add_argument("--resume", action="store_true", help="continue OUTDIR/checkpoint.pt")
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="N",
+        help="stop once N steps are done, the lr schedule still spanning --steps; OUTDIR/model "
+        "then holds step N and --resume continues the run",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--device", default=None, help="cuda, mps or cpu (default: cuda if available, else cpu)"
@@ -168,7 +175,13 @@ def run(args: argparse.Namespace) -> int:
     device = str(pick_device(args.device))
     model.to(torch.device(device))  # type: ignore[arg-type]
     result = train(
-        model, source, config, args.output, resume=args.resume, progress=not args.no_progress
+        model,
+        source,
+        config,
+        args.output,
+        resume=args.resume,
+        stop_after=args.stop_after,
+        progress=not args.no_progress,
     )
     print(f"trained {result.step} steps; model: {result.model_dir}")
     if result.best_dir is not None:

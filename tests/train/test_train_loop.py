@@ -39,12 +39,14 @@ CONFIG = TrainConfig(
 def _run(out: Path, **changes: object) -> object:
     model = build_model_for_training(tiny_sam_config(), seed=0)
     resume = bool(changes.pop("resume", False))
+    stop_after = changes.pop("stop_after", None)
     return train(
         model,
         SOURCE,
         CONFIG.replace(**changes),
         out,
         resume=resume,
+        stop_after=stop_after,  # type: ignore[arg-type]
         progress=False,
         log=lambda _: None,
     )
@@ -77,6 +79,22 @@ def test_resume_continues_with_the_identical_next_step(tmp_path: Path) -> None:
         _run(tmp_path / "cut")
     with pytest.raises(ValueError, match="different config.*lr"):
         _run(tmp_path / "cut", resume=True, lr=1e-3)
+
+
+def test_stop_after_cuts_a_run_that_resume_finishes_identically(tmp_path: Path) -> None:
+    whole = _run(tmp_path / "whole")
+    cut = _run(tmp_path / "cut", stop_after=2)
+    assert cut.step == 2 and [h["step"] for h in cut.history][-1] == 2
+    # model/ holds step 2, and the schedule of the cut run is the whole run's
+    assert load_sam(tmp_path / "cut" / "model", device="cpu").model is not None
+    resumed = _run(tmp_path / "cut", resume=True)
+    assert resumed.step == 3
+    assert resumed.losses[0] == pytest.approx(whole.losses[2], rel=1e-5)
+    final = load_sam(tmp_path / "whole" / "model", device="cpu").model.state_dict()
+    again = load_sam(tmp_path / "cut" / "model", device="cpu").model.state_dict()
+    assert all(torch.allclose(final[k], again[k], atol=1e-6) for k in final)
+    with pytest.raises(ValueError, match="stop_after"):
+        _run(tmp_path / "zero", stop_after=0)
 
 
 def test_learning_rate_warms_up_then_decays() -> None:
