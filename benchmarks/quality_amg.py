@@ -70,7 +70,13 @@ def main(argv: list[str] | None = None) -> None:
 
     truths = [s.boundaries() for s in scenes]
     rows = []
-    for name, detector in (("SAM (EdgeDetection)", edges), ("Sobel", sobel_edges)):
+    weighted = EdgeDetection(sam, weight_by_iou=True, **grid)
+    detectors = (
+        ("SAM (EdgeDetection)", edges),
+        ("SAM (EdgeDetection, weight_by_iou)", weighted),
+        ("Sobel", sobel_edges),
+    )
+    for name, detector in detectors:
         start = time.perf_counter()
         maps = [detector(s.image) for s in scenes]
         seconds = time.perf_counter() - start

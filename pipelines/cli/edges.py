@@ -35,6 +35,12 @@ def add_edge_options(parser: argparse.ArgumentParser) -> None:
         help="box IoU above which a weaker mask is dropped (default: %(default)s)",
     )
     parser.add_argument("--no-nms", action="store_true", help="skip edge NMS and thinning")
+    parser.add_argument(
+        "--weight-by-iou",
+        action="store_true",
+        help="scale each mask's edges by its predicted IoU (not in the paper's recipe; fewer "
+        "edges from masks the model doubts)",
+    )
 
 
 def build(args: argparse.Namespace, progress: bool) -> Any:
@@ -46,6 +52,7 @@ def build(args: argparse.Namespace, progress: bool) -> Any:
         box_nms_thresh=args.box_nms_thresh,
         nms=not args.no_nms,
         thin=not args.no_nms,
+        weight_by_iou=args.weight_by_iou,
         progress=progress,
     )
 

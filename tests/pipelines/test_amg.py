@@ -134,6 +134,25 @@ def test_edge_detection_map(tiny_sam, rgb_image: np.ndarray) -> None:  # type: i
     assert edges.min() >= 0.0 and edges.max() <= 1.0
 
 
+def test_edge_weights_follow_the_predicted_iou(tiny_sam, rgb_image: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    options = {"points_per_side": 4, "box_nms_thresh": 1.0, "nms": False, "thin": False}
+    plain = EdgeDetection(tiny_sam, **options)
+    weighted = EdgeDetection(tiny_sam, weight_by_iou=True, **options)
+    masks = plain.generator.generate(rgb_image, keep_logits=True)
+    assert len(masks) >= 2
+    size = rgb_image.shape[:2]
+    # equal predicted IoUs scale every mask alike: the normalised map is the paper's
+    masks.iou = np.full(len(masks), 0.7, np.float32)
+    expected = plain.mask_edges(masks, size)
+    np.testing.assert_allclose(weighted.mask_edges(masks, size), expected, atol=1e-6)
+    # a mask predicted at IoU 0 (or below) adds nothing: only the first one is left
+    masks.iou = np.r_[0.9, -0.2, np.zeros(len(masks) - 2)].astype(np.float32)
+    first = plain.mask_edges(masks.select(np.array([0])), size)
+    assert first.any()
+    np.testing.assert_allclose(weighted.mask_edges(masks, size), first, atol=1e-6)
+    assert not np.allclose(expected, first)
+
+
 def test_edge_postprocessing_thins_a_step_to_one_line() -> None:
     ramp = np.zeros((40, 40), np.float32)
     ramp[:, 18:23] = [0.3, 0.7, 1.0, 0.7, 0.3]  # a 5-pixel-wide vertical ridge
