@@ -146,11 +146,7 @@ class EdgeDetection(Runnable):
         if not len(masks) or masks.logits is None or masks.input_sizes is None:
             return edges
         kernel = np.ones((3, 3), np.uint8)
-        weights = (
-            np.clip(masks.iou, 0.0, 1.0)
-            if self.config.weight_by_iou
-            else np.ones(len(masks), np.float32)
-        )
+        weights = np.clip(masks.iou, 0.0, 1.0) if self.config.weight_by_iou else None
         step = max(1, _SLICE_BYTES // (4 * (self.sam.image_size**2 + height * width)))
         for start in range(0, len(masks), step):
             stop = min(start + step, len(masks))
@@ -162,13 +158,15 @@ class EdgeDetection(Runnable):
                 (height, width),
                 self.sam.backend.resize_mode,
             )[:, 0].numpy()
-            for logit, weight in zip(logits, weights[start:stop], strict=True):
+            for k, logit in enumerate(logits, start):
                 probability = 0.5 + 0.5 * np.tanh(0.5 * logit)  # sigmoid; exp overflows
                 gx = cv2.Sobel(probability, cv2.CV_32F, 1, 0, ksize=3)
                 gy = cv2.Sobel(probability, cv2.CV_32F, 0, 1, ksize=3)
                 mask = (logit > 0).astype(np.uint8)
                 boundary = cv2.dilate(mask, kernel) != cv2.erode(mask, kernel)
-                strength = np.hypot(gx, gy) * float(weight)
+                strength = np.hypot(gx, gy)
+                if weights is not None:  # the paper's recipe skips a full-image multiply
+                    strength *= weights[k]
                 np.maximum(edges, np.where(boundary, strength, 0.0), out=edges)
         peak = float(edges.max())
         return edges / peak if peak > 0 else edges
