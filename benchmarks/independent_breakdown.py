@@ -19,26 +19,30 @@ import sys
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from composeseg import load_sam
-from composeseg.geometry import tight_boxes
+from composeseg.geometry import paired_mask_iou, tight_boxes
+from composeseg.sam import Sam
 from composeseg.synthetic.independent import generate_independent_scene, independent_seeds
+from composeseg.transforms import resized_shape, upscale_logits
 
 
-def low_res_roundtrip(mask: np.ndarray, frame: int) -> np.ndarray:
-    """``(H, W) bool`` mask after resize into the ``frame`` model frame, 4x down, and back."""
-    height, width = mask.shape
-    scale = frame / max(height, width)
-    h, w = round(height * scale), round(width * scale)
-    padded = np.zeros((frame, frame), np.float32)
-    padded[:h, :w] = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-    low = cv2.resize(padded, (frame // 4, frame // 4), interpolation=cv2.INTER_AREA)
-    up = cv2.resize(low, (frame, frame), interpolation=cv2.INTER_LINEAR)[:h, :w]
-    return cv2.resize(up, (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max((a | b).sum(), 1))
+def low_res_roundtrip(masks: np.ndarray, sam: Sam) -> np.ndarray:
+    """``(N, H, W) bool`` masks as perfect low-res logits: each is area-resized into ``sam``'s
+    input frame and its ``S/4`` logit grid, then brought back by the decoder's own upscaling
+    (:func:`composeseg.transforms.upscale_logits`) and thresholded, ``(N, H, W) bool``."""
+    count, height, width = masks.shape
+    frame, mode = sam.image_size, sam.backend.resize_mode
+    h, w = resized_shape((height, width), frame, mode)
+    padded = np.zeros((count, 1, frame, frame), np.float32)
+    for k, mask in enumerate(masks):
+        padded[k, 0, :h, :w] = cv2.resize(
+            mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA
+        )
+    low = F.interpolate(torch.from_numpy(padded), (frame // 4, frame // 4), mode="area")
+    # bilinear upscaling is linear, so probability 0.5 maps to logit 0
+    return (upscale_logits(low - 0.5, frame, (h, w), (height, width), mode)[:, 0] > 0).numpy()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,16 +59,17 @@ def main(argv: list[str] | None = None) -> int:
         masks = scene.masks()
         height, width = masks.shape[1:]
         predicted = sam.segment(scene.image, boxes=tight_boxes(masks)).masks[:, 0]
+        ious = paired_mask_iou(predicted, masks)
+        ceilings = paired_mask_iou(low_res_roundtrip(masks, sam), masks)
         lab = cv2.cvtColor(scene.image, cv2.COLOR_RGB2LAB).astype(np.float32)
-        objects = zip(masks, predicted, scene.instances, strict=True)
-        for i, (mask, pred, instance) in enumerate(objects):
+        for i, (mask, instance) in enumerate(zip(masks, scene.instances, strict=True)):
             grown = cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
             ring = grown & ~mask
             others = np.delete(masks, i, axis=0).any(0)
             x0, y0, x1, y1 = tight_boxes(mask[None])[0].astype(int)
             rows.append({
-                "iou": _iou(mask, pred),
-                "ceiling": _iou(mask, low_res_roundtrip(mask, sam.image_size)),
+                "iou": float(ious[i]),
+                "ceiling": float(ceilings[i]),
                 "frame_area": mask.sum() * (sam.image_size / max(height, width)) ** 2,
                 "contrast": float(np.linalg.norm(lab[mask].mean(0) - lab[ring].mean(0)))
                 if ring.any() else 0.0,
