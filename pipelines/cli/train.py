@@ -72,6 +72,14 @@ def register(subparsers: Any) -> None:
         metavar="PX",
         help="input frame in pixels (default: the model's); position embeddings are resampled",
     )
+    model.add_argument(
+        "--add-encoder-layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --init: append N image-encoder blocks that start as identities "
+        "(composeseg.train.grow), so fine-tuning starts from the model's own quality",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     parser.add_argument("--resume", action="store_true", help="continue OUTDIR/checkpoint.pt")
     parser.add_argument(
@@ -170,6 +178,12 @@ def run(args: argparse.Namespace) -> int:
         from composeseg.train.resize import resize_input
 
         model = resize_input(model, args.image_size)
+    if args.add_encoder_layers:
+        if not args.init:
+            raise ValueError("--add-encoder-layers needs --init (a trained model to deepen)")
+        from composeseg.train.grow import deepen_encoder
+
+        model = deepen_encoder(model, args.add_encoder_layers, seed=config.seed)
     from composeseg.device import pick_device
 
     device = str(pick_device(args.device))

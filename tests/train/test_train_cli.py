@@ -64,6 +64,25 @@ def test_training_on_domain_randomised_scenes(tmp_path: Path) -> None:
     assert load_sam(out / "model", device="cpu").model is not None
 
 
+def test_deepened_encoder_trains_from_the_cli(coco_folder: Path, tmp_path: Path) -> None:
+    start = tmp_path / "start"
+    build_model(tiny_sam_config(64), seed=7).save_pretrained(start)
+    out = tmp_path / "run"
+    argv = [
+        "train", "--data", str(coco_folder / "annotations.json"),
+        "--images", str(coco_folder / "images"), "--init", str(start),
+        "--add-encoder-layers", "1", "-o", str(out), "--steps", "2", "--batch-images", "1",
+        "--prompts-per-image", "2", "--interactive-rounds", "0", "--val-images", "1",
+        "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    layers = load_sam(start, device="cpu").model.config.vision_config.num_hidden_layers
+    trained = load_sam(out / "model", device="cpu").model
+    assert trained.config.vision_config.num_hidden_layers == layers + 1
+    new_block = trained.vision_encoder.layers[layers]
+    assert new_block.mlp.lin2.weight.abs().sum() > 0  # left its zero start: it was trained
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -77,6 +96,7 @@ def test_training_on_domain_randomised_scenes(tmp_path: Path) -> None:
             "--synthetic scenes only",
         ),
         (["train", "--synthetic", "--dense-layouts", "-o", "x"], "--randomized scenes only"),
+        (["train", "--synthetic", "--add-encoder-layers", "2", "-o", "x"], "needs --init"),
     ],
 )
 def test_bad_arguments_fail_with_a_message(

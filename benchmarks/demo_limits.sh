@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# What limits the demo SAM on the independent family: more training, more depth or more pixels?
+#
+#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]   # default: /work/demo_limits, all three
+#
+# Each experiment continues the packaged weights with stage 4's data and schedule shape
+# (benchmarks/train_demo.sh; 1,800 steps, seed 5), changing one thing:
+#   more    the same model (more training alone);
+#   deeper  4 more encoder blocks that start as identities (--add-encoder-layers 4);
+#   pixels  a 640 px input frame (--image-size 640; 1,200 steps).
+# Every 300 steps the run is cut (--stop-after, which keeps the whole run's schedule, so the
+# resumed run is the same run), its weights are copied out and scored on the independent
+# family's validation split (40 scenes; box, 1 point best of 3, 3 interactive points), and a
+# table of every score is printed. Reruns skip what is scored. One torch thread per run; the
+# experiments are independent, so two invocations can run two at once on two cores.
+# Measured on 2 CPU cores: more ~70 min, deeper ~90 min, pixels ~80 min (two at a time).
+set -euo pipefail
+OUT="${1:-/work/demo_limits}"
+shift || true
+EXPERIMENTS=("${@:-more deeper pixels}")
+PYTHON="${PYTHON:-python}"
+START="$OUT/start"
+mkdir -p "$OUT"
+[ -d "$START" ] || cp -r "$("$PYTHON" -c 'from composeseg.loading import DEMO_MODEL_DIR; print(DEMO_MODEL_DIR)')" "$START"
+
+run() {  # run NAME STEPS [extra train flags...]: train, cutting and scoring every 300 steps
+    local name=$1 steps=$2
+    shift 2
+    for cut in $(seq 300 300 "$steps"); do
+        local snap="$OUT/$name-$cut"
+        [ -f "$snap.json" ] && continue
+        "$PYTHON" -m composeseg.pipelines.cli train --synthetic --randomized 0.45 \
+            --dense-layouts --init "$START" -o "$OUT/$name" --resume --no-progress \
+            --steps "$steps" --batch-images 4 --prompts-per-image 6 --interactive-rounds 2 \
+            --lr 2e-4 --warmup-steps 50 --weight-decay 0.05 --val-every 300 \
+            --val-images 16 --checkpoint-every 100 --seed 5 --threads 1 \
+            --save-dtype float16 --stop-after "$cut" "$@"
+        rm -rf "$snap" && cp -r "$OUT/$name/model" "$snap"
+        "$PYTHON" -m composeseg.pipelines.cli eval points --synthetic 40 \
+            --family independent --split validation --sam "$snap" --device cpu \
+            -o "$snap.json" > /dev/null
+    done
+}
+
+export OMP_NUM_THREADS=1
+for experiment in ${EXPERIMENTS[*]}; do
+    case "$experiment" in
+        more) run more 1800 ;;
+        deeper) run deeper 1800 --add-encoder-layers 4 ;;
+        pixels) run pixels 1200 --image-size 640 ;;
+        *) echo "unknown experiment $experiment (more, deeper, pixels)" >&2; exit 2 ;;
+    esac
+done
+"$PYTHON" - "$OUT" ${EXPERIMENTS[*]} <<'PY'
+import json
+import sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+print("| experiment | step | box | 1 point, best of 3 | 3 points |\n|---|---|---|---|---|")
+for name in sys.argv[2:]:
+    for path in sorted(out.glob(f"{name}-*.json"), key=lambda p: int(p.stem.rsplit("-", 1)[1])):
+        d = json.loads(path.read_text())
+        step = path.stem.rsplit("-", 1)[1]
+        print(f"| {name} | {step} | {d['box']:.3f} | {d['one_point_oracle']:.3f} | "
+              f"{d['interactive']:.3f} |")
+PY

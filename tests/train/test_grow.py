@@ -1,0 +1,57 @@
+"""deepen_encoder: appended encoder blocks start as identities, then train like any other."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import SamModel
+
+from composeseg.configs import validate_sam_config
+from composeseg.tiny import build_model, tiny_sam_config
+from composeseg.train.grow import deepen_encoder
+from composeseg.train.model import encode
+
+
+@pytest.fixture(scope="module")
+def small() -> SamModel:
+    model = build_model(tiny_sam_config(128), seed=3)
+    with torch.no_grad():  # non-zero positional tables, so identity is not trivially met
+        for layer in model.vision_encoder.layers:
+            layer.attn.rel_pos_h.normal_()
+            layer.attn.rel_pos_w.normal_()
+    return model.eval()
+
+
+def test_deeper_encoder_computes_the_same_embeddings(small: SamModel) -> None:
+    deeper = deepen_encoder(small, 2)
+    old = small.config.vision_config.num_hidden_layers
+    assert deeper.config.vision_config.num_hidden_layers == old + 2
+    assert deeper.config.vision_config.global_attn_indexes[-1] == old + 1
+    validate_sam_config(deeper.config)
+    assert len(small.vision_encoder.layers) == old  # the input model is untouched
+    pixels = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = small.vision_encoder(pixels).last_hidden_state
+        got = deeper.vision_encoder(pixels).last_hidden_state
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_new_blocks_are_trainable_and_seeded(small: SamModel) -> None:
+    one, two, other = (deepen_encoder(small, 1, seed=s) for s in (0, 0, 1))
+    new = len(small.vision_encoder.layers)
+    qkv = [m.vision_encoder.layers[new].attn.qkv.weight for m in (one, two, other)]
+    assert torch.equal(qkv[0], qkv[1]) and not torch.equal(qkv[0], qkv[2])
+    assert qkv[0].std() > 0.01  # PyTorch's default init, not transformers' tiny normal
+    one.train()
+    loss = encode(one, torch.randn(1, 3, 128, 128)).square().mean()
+    loss.backward()
+    block = one.vision_encoder.layers[new]
+    # zero output projections still receive gradient, so the block leaves identity at step 1
+    assert block.mlp.lin2.weight.grad is not None and block.mlp.lin2.weight.grad.abs().sum() > 0
+    assert block.attn.proj.weight.grad is not None and block.attn.proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("layers", [0, -1])
+def test_bad_layer_counts(small: SamModel, layers: int) -> None:
+    with pytest.raises(ValueError, match=f"layers must be >= 1, got {layers}"):
+        deepen_encoder(small, layers)
