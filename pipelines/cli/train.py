@@ -168,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
         if args.synthetic
         else CocoSource(args.data, args.images, args.holdout)
     )
+    if args.add_encoder_layers and not args.init:
+        raise ValueError("--add-encoder-layers needs --init (a trained model to deepen)")
     if args.init:
         from composeseg.loading import load_sam
 
@@ -179,8 +181,6 @@ def run(args: argparse.Namespace) -> int:
 
         model = resize_input(model, args.image_size)
     if args.add_encoder_layers:
-        if not args.init:
-            raise ValueError("--add-encoder-layers needs --init (a trained model to deepen)")
         from composeseg.train.grow import deepen_encoder
 
         model = deepen_encoder(model, args.add_encoder_layers, seed=config.seed)
