@@ -17,14 +17,18 @@ import torch
 from torch import nn
 from transformers import SamModel
 
-from composeseg.train.model import check_trainable, freeze_fourier_matrix
+from composeseg.train.model import (
+    check_trainable,
+    freeze_fourier_matrix,
+    reset_to_pytorch_defaults,
+)
 
 
 def deepen_encoder(model: SamModel, layers: int, seed: int = 0) -> SamModel:
     """A float32 copy of ``model`` with ``layers`` more vision-encoder blocks before the neck.
 
-    The new blocks' inner weights get PyTorch's default initialisation (as
-    :func:`composeseg.train.model.init_for_training` gives a new model); their output
+    The new blocks' inner weights get PyTorch's default initialisation
+    (:func:`composeseg.train.model.reset_to_pytorch_defaults`, as a new model gets); their output
     projections are zero, so the copy's embeddings equal the original's until it is trained.
 
     Args:
@@ -52,9 +56,7 @@ def deepen_encoder(model: SamModel, layers: int, seed: int = 0) -> SamModel:
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(int(seed))
         for block in deeper.vision_encoder.layers[old:]:
-            for module in block.modules():
-                if isinstance(module, nn.Linear):
-                    module.reset_parameters()
+            reset_to_pytorch_defaults(block)
             for branch_out in (block.attn.proj, block.mlp.lin2):
                 nn.init.zeros_(branch_out.weight)
                 nn.init.zeros_(branch_out.bias)

@@ -40,6 +40,19 @@ def freeze_fourier_matrix(model: SamModel) -> None:
         embedding.positional_embedding.requires_grad_(False)
 
 
+def reset_to_pytorch_defaults(module: nn.Module) -> None:
+    """Give every linear, (transposed) convolution and embedding under ``module`` the
+    initialisation PyTorch constructs it with (Kaiming uniform; ``N(0, 1)`` for embeddings).
+
+    Draws from the global torch RNG in module order: seed it (under ``fork_rng``) first.
+    """
+    for child in module.modules():
+        if isinstance(child, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            child.reset_parameters()
+        elif isinstance(child, nn.Embedding):
+            nn.init.normal_(child.weight)
+
+
 def init_for_training(model: SamModel, seed: int = 0) -> SamModel:
     """Re-initialise a freshly built ``SamModel`` the way Meta's code does, so training works.
 
@@ -62,11 +75,7 @@ def init_for_training(model: SamModel, seed: int = 0) -> SamModel:
     check_trainable(model)
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(int(seed))
-        for module in model.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-                module.reset_parameters()
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight)
+        reset_to_pytorch_defaults(model)
         matrix = model.shared_image_embedding.positional_embedding
         matrix.copy_(torch.randn(matrix.shape, dtype=matrix.dtype))
         prompt_matrix = model.prompt_encoder.shared_embedding.positional_embedding
