@@ -107,6 +107,35 @@ def generate_independent_scene(seed: int, config: IndependentConfig | None = Non
     raise RuntimeError(f"seed {seed}: no visible object in 100 attempts")  # pragma: no cover
 
 
+def independent_object(
+    rng: np.random.Generator, size: float, background: np.ndarray, low_contrast: float = 0.25
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """One object of this family on a patch of its own, for composing large scenes.
+
+    Args:
+        rng: the random stream (advanced).
+        size: the shape's extent, pixels.
+        background: ``(3,)`` RGB of the flat colour behind it (low-contrast objects are
+            painted close to it).
+        low_contrast: the chance that this object is a low-contrast one.
+
+    Returns:
+        ``mask (h, w) bool``, cropped to the shape (never empty); ``fill (h, w, 3) uint8``, the
+        patch painted over ``background``; the ``kind`` from :data:`INDEPENDENT_KINDS`.
+    """
+    kind = str(rng.choice(INDEPENDENT_KINDS, p=[0.35, 0.3, 0.15, 0.2]))
+    side = math.ceil(1.6 * size) + 8  # curves overshoot their control points a little
+    mask = _shape(rng, kind, (side / 2, side / 2), size, (side, side))
+    if not mask.any():  # a degenerate draw: one pixel, so every caller gets a real object
+        mask[side // 2, side // 2] = True
+    canvas = np.empty((side, side, 3), np.float32)
+    canvas[:] = np.asarray(background, np.float32).reshape(3)
+    _paint(rng, canvas, mask, low_contrast=bool(rng.random() < low_contrast))
+    x0, y0, x1, y1 = (int(v) for v in tight_boxes(mask[None])[0])
+    fill = np.clip(np.rint(canvas[y0:y1, x0:x1]), 0, 255).astype(np.uint8)
+    return mask[y0:y1, x0:x1], fill, kind
+
+
 def _draw(rng: np.random.Generator, seed: int, config: IndependentConfig) -> Scene:
     height, width = _image_size(rng, config)
     canvas = _background(rng, height, width)

@@ -15,13 +15,15 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
 from composeseg import rle
+from composeseg.geometry import tight_boxes
 from composeseg.prompts import Prompts
+from composeseg.synthetic.independent import _hsv_color, independent_object
 from composeseg.synthetic.shapes import (
     COLORS,
     KINDS,
@@ -56,6 +58,11 @@ class LargeSceneConfig:
         texture_prob: chance that a shape is striped, checked, grainy or blotchy.
         noise: amplitude of per-pixel noise, grey levels (0: an exactly flat background,
             whose blank tiles a tiled generator can skip).
+        family: ``"generated"``: the training generator's shapes and named colours, each
+            far from the background's; ``"independent"``: the evaluation-only family's
+            blobs, concave polygons, strokes and rings (:mod:`composeseg.synthetic.independent`),
+            in its HSV colours with shading and grain, a quarter of them low-contrast. Both
+            on a flat background with separate objects, so a simulated detector can find them.
     """
 
     height: int = 8000
@@ -67,6 +74,7 @@ class LargeSceneConfig:
     gap: int = 6
     texture_prob: float = 0.3
     noise: float = 6.0
+    family: Literal["generated", "independent"] = "generated"
 
     def __post_init__(self) -> None:
         if min(self.height, self.width) < 16:
@@ -77,6 +85,8 @@ class LargeSceneConfig:
                 raise ValueError(f"{name} must satisfy 3 <= low <= high, got {(low, high)}")
         if self.small_objects < 0 or self.large_objects < 0 or self.gap < 0 or self.noise < 0:
             raise ValueError("object counts, gap and noise must be >= 0")
+        if self.family not in ("generated", "independent"):
+            raise ValueError(f"family must be 'generated' or 'independent', got {self.family!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -254,7 +264,8 @@ def generate_large_scene(seed: int, config: LargeSceneConfig = LargeSceneConfig(
     function of ``(seed, config)``."""
     rng = np.random.default_rng(int(seed))
     height, width = config.height, config.width
-    background = random_color(rng)
+    independent = config.family == "independent"
+    background = _hsv_color(rng) if independent else random_color(rng)
     flat = np.broadcast_to(background, (64, 3))
     colors = [c for c in COLORS if distinct_from(COLORS[c], flat, min_distance=90.0)]
     taken: dict[tuple[int, int], list[np.ndarray]] = {}
@@ -262,7 +273,10 @@ def generate_large_scene(seed: int, config: LargeSceneConfig = LargeSceneConfig(
     plan = [config.large_size] * config.large_objects + [config.small_size] * config.small_objects
     for low, high in plan:
         for _ in range(50):  # attempts at a free spot
-            obj = _draw(rng, height, width, low, high, colors)
+            if independent:
+                obj = _draw_independent(rng, height, width, low, high, background)
+            else:
+                obj = _draw(rng, height, width, low, high, colors)
             if obj is not None and _free(taken, obj.box, config.gap):
                 _take(taken, obj.box)
                 objects.append(obj)
@@ -301,6 +315,25 @@ def _draw(
         np.int64,
     )
     return LargeObject((raster.x0, raster.y0), raster.alpha, fill, box, kind, color)
+
+
+def _draw_independent(
+    rng: np.random.Generator, height: int, width: int, low: float, high: float, bg: np.ndarray
+) -> LargeObject | None:
+    size = math.exp(rng.uniform(math.log(low), math.log(high)))
+    mask, fill, kind = independent_object(rng, size, bg)
+    h, w = mask.shape
+    x = int(rng.integers(-(w // 2), width - w // 2))
+    y = int(rng.integers(-(h // 2), height - h // 2))
+    # crop the patch to the scene: a shape centred near the border is cut by it
+    ax, ay, bx, by = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
+    mask, fill = mask[ay - y : by - y, ax - x : bx - x], fill[ay - y : by - y, ax - x : bx - x]
+    if np.count_nonzero(mask) < 16:
+        return None
+    x0, y0, x1, y1 = (int(v) for v in tight_boxes(mask[None])[0])
+    box = np.array([ax + x0, ay + y0, ax + x1, ay + y1], np.int64)
+    alpha = mask[y0:y1, x0:x1].astype(np.uint8) * 255
+    return LargeObject((ax + x0, ay + y0), alpha, fill[y0:y1, x0:x1], box, kind, "hsv")
 
 
 def _cells_of(box: np.ndarray, gap: int) -> Iterator[tuple[int, int]]:

@@ -15,6 +15,7 @@ from composeseg.synthetic.independent import (
     generate_independent_scene,
     independent_seeds,
 )
+from composeseg.synthetic.large import LargeSceneConfig, generate_large_scene
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +52,28 @@ def test_bad_config_and_split_are_refused() -> None:
         IndependentConfig(max_aspect=0.5)
     with pytest.raises(ValueError, match="split"):
         independent_seeds("train", 3)  # type: ignore[arg-type]
+
+
+def test_large_scenes_of_the_independent_family() -> None:
+    config = LargeSceneConfig(
+        height=1100, width=900, small_objects=80, large_objects=1, family="independent"
+    )
+    scene = generate_large_scene(8_000_000_001, config)
+    image = scene.image()
+    assert np.array_equal(image, generate_large_scene(8_000_000_001, config).image())
+    assert {o.kind for o in scene.objects} == set(INDEPENDENT_KINDS)
+    contrast = []
+    for obj in scene.objects:
+        (x0, y0), (h, w) = obj.origin, obj.alpha.shape
+        assert obj.box.tolist() == [x0, y0, x0 + w, y0 + h]  # each patch is cropped to its shape
+        assert set(np.unique(obj.alpha)) <= {0, 255}  # exact masks, no antialiased rim
+        under = image[y0 : y0 + h, x0 : x0 + w][obj.mask].astype(int)
+        assert np.abs(under - obj.fill[obj.mask]).max() <= config.noise + 1  # the mask is exact
+        contrast.append(np.abs(obj.fill[obj.mask].mean(0) - scene.background).max())
+    # low-contrast objects (14-30 grey levels off the background, shading aside) and vivid ones
+    assert min(contrast) < 35 and max(contrast) > 80
+    with pytest.raises(ValueError, match="family"):
+        LargeSceneConfig(family="photos")  # type: ignore[arg-type]
 
 
 def test_training_code_never_draws_the_independent_family() -> None:
