@@ -1,13 +1,17 @@
 """Where the demo SAM fails on the independent family: box mIoU split by scene factors.
 
     python benchmarks/independent_breakdown.py [--sam DIR] [--scenes 40] [--split validation]
+    python benchmarks/independent_breakdown.py --family training   # the same on new seeds of
+                                                                   # the training generator
 
 Every object of the split gets its tight ground-truth box as prompt (the box protocol of
 ``composeseg eval points``). Its IoU is then grouped by what makes it hard: its area in the
 model frame (COCO's small: under 32² pixels), its contrast with the 3-pixel ring around it
 (CIELAB distance), whether it touches another object, how much of its box other objects
 cover, and its kind. It also prints the resolution ceiling: the IoU a perfect mask keeps
-after the trip through SAM's low-resolution logits (4 model-frame pixels per logit) and back.
+after the trip through SAM's low-resolution logits (4 model-frame pixels per logit) and back,
+and what a one-pixel error costs: the IoU of each ground-truth mask with itself grown or
+shrunk by one pixel all round (3 x 3 cross), in the image's own pixels.
 Use the validation split to choose settings; the test split is for reported figures.
 """
 
@@ -24,7 +28,9 @@ import torch.nn.functional as F
 from composeseg import load_sam
 from composeseg.geometry import paired_mask_iou, tight_boxes
 from composeseg.sam import Sam
+from composeseg.synthetic import SceneConfig, generate_scene
 from composeseg.synthetic.independent import generate_independent_scene, independent_seeds
+from composeseg.train.config import EVALUATION_SEED_START
 from composeseg.transforms import resized_shape, upscale_logits
 
 
@@ -50,17 +56,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sam", default=None, help="model directory (default: the demo SAM)")
     parser.add_argument("--scenes", type=int, default=40)
     parser.add_argument("--split", choices=("validation", "test"), default="validation")
+    parser.add_argument(
+        "--family",
+        choices=("independent", "training"),
+        default="independent",
+        help="the independent family's split, or the training generator's evaluation seeds",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     sam = load_sam(args.sam, device="cpu")
     rows: list[dict[str, float | str | bool]] = []
-    for seed in independent_seeds(args.split, args.scenes):
-        scene = generate_independent_scene(seed)
+    if args.family == "independent":
+        scenes = (generate_independent_scene(s) for s in independent_seeds(args.split, args.scenes))
+    else:
+        seeds = range(EVALUATION_SEED_START, EVALUATION_SEED_START + args.scenes)
+        scenes = (generate_scene(s, SceneConfig()) for s in seeds)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    for scene in scenes:
         masks = scene.masks()
         height, width = masks.shape[1:]
         predicted = sam.segment(scene.image, boxes=tight_boxes(masks)).masks[:, 0]
         ious = paired_mask_iou(predicted, masks)
         ceilings = paired_mask_iou(low_res_roundtrip(masks, sam), masks)
+        as_u8 = masks.astype(np.uint8)
+        grown = np.stack([cv2.dilate(m, cross) for m in as_u8]) > 0
+        shrunk = np.stack([cv2.erode(m, cross) for m in as_u8]) > 0
+        one_px = paired_mask_iou(grown, masks), paired_mask_iou(shrunk, masks)
         lab = cv2.cvtColor(scene.image, cv2.COLOR_RGB2LAB).astype(np.float32)
         for i, (mask, instance) in enumerate(zip(masks, scene.instances, strict=True)):
             grown = cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
@@ -70,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({
                 "iou": float(ious[i]),
                 "ceiling": float(ceilings[i]),
+                "grown": float(one_px[0][i]),
+                "shrunk": float(one_px[1][i]),
                 "frame_area": mask.sum() * (sam.image_size / max(height, width)) ** 2,
                 "contrast": float(np.linalg.norm(lab[mask].mean(0) - lab[ring].mean(0)))
                 if ring.any() else 0.0,
@@ -86,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         "others cover > 10 % of its box": [float(r["others_in_box"]) > 0.1 for r in rows],
         **{f"kind {k}": [r["kind"] == k for r in rows] for k in sorted({r["kind"] for r in rows})},
     }
-    print(f"{args.split} split, {args.scenes} scenes, {len(rows)} objects, box prompts")
+    what = f"{args.split} split" if args.family == "independent" else "training generator"
+    print(f"{what}, {args.scenes} scenes, {len(rows)} objects, box prompts")
     print(f"resolution ceiling (perfect logits): {np.mean([r['ceiling'] for r in rows]):.3f}")
+    grown_iou, shrunk_iou = (np.mean([r[k] for r in rows]) for k in ("grown", "shrunk"))
+    print(f"one pixel off (ground truth grown / shrunk): {grown_iou:.3f} / {shrunk_iou:.3f}")
     print("| objects | n | box mIoU | the others: n | box mIoU |\n|---|---|---|---|---|")
     for name, selection in groups.items():
         sel = np.array(selection, bool)
