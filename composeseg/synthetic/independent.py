@@ -179,14 +179,16 @@ def _value_noise(rng: np.random.Generator, height: int, width: int, octaves: int
     return np.clip((out - out.min()) / max(float(np.ptp(out)), 1e-6), 0, 1)
 
 
-def _hsv_color(rng: np.random.Generator) -> np.ndarray:
+def hsv_color(rng: np.random.Generator) -> np.ndarray:
+    """This family's colour rule: any hue, saturation and value drawn uniformly away from grey
+    and black (no named palette); ``(3,) float32`` RGB in ``[0, 255]``."""
     hsv = np.array([[[rng.uniform(0, 180), rng.uniform(30, 255), rng.uniform(40, 250)]]])
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """``(H, W, 3) float32`` in [0, 255]: noise field or gradient between two colours."""
-    a, b = _hsv_color(rng), _hsv_color(rng)
+    a, b = hsv_color(rng), hsv_color(rng)
     if rng.random() < 0.5:
         t = _value_noise(rng, height, width, octaves=int(rng.integers(2, 6)))
     else:
@@ -299,7 +301,7 @@ def _paint(
     if low_contrast:
         color = np.clip(behind + rng.choice([-1, 1]) * rng.uniform(14, 30), 0, 255)
     else:
-        color = _hsv_color(rng)
+        color = hsv_color(rng)
     ys, xs = np.nonzero(mask)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = np.cos(angle) * xs + np.sin(angle) * ys
@@ -317,7 +319,7 @@ def _clutter(rng: np.random.Generator, canvas: np.ndarray, background: np.ndarra
     layer = canvas.copy()
     for _ in range(int(rng.integers(0, 40))):
         x, y = int(rng.integers(width)), int(rng.integers(height))
-        color = tuple(float(v) for v in _hsv_color(rng))
+        color = tuple(float(v) for v in hsv_color(rng))
         if rng.random() < 0.5:
             cv2.circle(layer, (x, y), int(rng.integers(1, 4)), color, -1)
         else:

@@ -2,7 +2,8 @@
 detector that sees them at its own input resolution.
 
 A :class:`LargeScene` is a flat background with many separate shapes of the generated scenes'
-kinds and colours: hundreds of small ones and a few large ones that cross any tiling's seams.
+kinds and colours (or, with ``family="independent"``, of the evaluation-only family's): hundreds
+of small ones and a few large ones that cross any tiling's seams.
 Only the shapes are stored (each as a patch around it), so a 20,000 x 20,000 scene costs a
 few megabytes until a window is rendered; :meth:`LargeScene.render` of a window equals the
 same window of :meth:`LargeScene.image`, which is what tiled readers and tests rely on.
@@ -23,7 +24,7 @@ import numpy as np
 from composeseg import rle
 from composeseg.geometry import tight_boxes
 from composeseg.prompts import Prompts
-from composeseg.synthetic.independent import _hsv_color, independent_object
+from composeseg.synthetic.independent import hsv_color, independent_object
 from composeseg.synthetic.shapes import (
     COLORS,
     KINDS,
@@ -265,7 +266,7 @@ def generate_large_scene(seed: int, config: LargeSceneConfig = LargeSceneConfig(
     rng = np.random.default_rng(int(seed))
     height, width = config.height, config.width
     independent = config.family == "independent"
-    background = _hsv_color(rng) if independent else random_color(rng)
+    background = hsv_color(rng) if independent else random_color(rng)
     flat = np.broadcast_to(background, (64, 3))
     colors = [c for c in COLORS if distinct_from(COLORS[c], flat, min_distance=90.0)]
     taken: dict[tuple[int, int], list[np.ndarray]] = {}
