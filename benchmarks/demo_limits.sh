@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # What limits the demo SAM on the independent family: more training, more depth or more pixels?
 #
-#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]   # default: /work/demo_limits, all three
+#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]   # default: /work/demo_limits, all five
 #
 # Each experiment continues the packaged weights with stage 4's data and schedule shape
 # (benchmarks/train_demo.sh; 1,800 steps, seed 5), changing one thing:
 #   more    the same model (more training alone);
 #   deeper  4 more encoder blocks that start as identities (--add-encoder-layers 4);
-#   pixels  a 640 px input frame (--image-size 640; 1,200 steps).
+#   pixels  a 640 px input frame (--image-size 640; 1,200 steps);
+#   faster  four times the learning rate (--lr 8e-4, 100 warm-up steps);
+#   randomised  randomised scenes only, none of the training generator's (--randomized 1.0).
 # Every 300 steps the run is cut (--stop-after, which keeps the whole run's schedule, so the
 # resumed run is the same run), its weights are copied out and scored on the independent
 # family's validation split (40 scenes; box, 1 point best of 3, 3 interactive points), and a
 # table of every score is printed. Reruns skip what is scored. One torch thread per run; the
 # experiments are independent, so two invocations can run two at once on two cores.
-# Measured on 2 CPU cores: more ~70 min, deeper ~90 min, pixels ~80 min (two at a time).
+# Measured on 2 CPU cores: more, faster and randomised ~70 min each, deeper ~90 min, pixels
+# ~80 min (two at a time).
 set -euo pipefail
 OUT="${1:-/work/demo_limits}"
 shift || true
-EXPERIMENTS=("${@:-more deeper pixels}")
+EXPERIMENTS=("${@:-more deeper pixels faster randomised}")
 PYTHON="${PYTHON:-python}"
 START="$OUT/start"
 mkdir -p "$OUT"
@@ -48,7 +51,9 @@ for experiment in ${EXPERIMENTS[*]}; do
         more) run more 1800 ;;
         deeper) run deeper 1800 --add-encoder-layers 4 ;;
         pixels) run pixels 1200 --image-size 640 ;;
-        *) echo "unknown experiment $experiment (more, deeper, pixels)" >&2; exit 2 ;;
+        faster) run faster 1800 --lr 8e-4 --warmup-steps 100 ;;
+        randomised) run randomised 1800 --randomized 1.0 ;;
+        *) echo "unknown experiment $experiment (more, deeper, pixels, faster, randomised)" >&2; exit 2 ;;
     esac
 done
 "$PYTHON" - "$OUT" ${EXPERIMENTS[*]} <<'PY'
