@@ -17,7 +17,10 @@ import sys
 from composeseg.loading import DEMO_MODEL_DIR, load_sam
 from composeseg.train.loop import export_model
 
-export_model(load_sam(sys.argv[1], device="cpu").model, DEMO_MODEL_DIR, "float16")
+model = load_sam(sys.argv[1], device="cpu").model
+# the demo SAM's masks are drawn with guided upsampling unless a caller asks otherwise
+model.config.composeseg_upsampling = "guided"
+export_model(model, DEMO_MODEL_DIR, "float16")
 size = sum(f.stat().st_size for f in DEMO_MODEL_DIR.iterdir())
 print(f"exported {sys.argv[1]} -> {DEMO_MODEL_DIR} ({size / 2**20:.2f} MiB)")
 PY

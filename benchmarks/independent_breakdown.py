@@ -62,9 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         default="independent",
         help="the independent family's split, or the training generator's evaluation seeds",
     )
+    parser.add_argument(
+        "--upsampling",
+        choices=("bilinear", "guided"),
+        default=None,
+        help="mask upsampling (default: the model's own; the demo SAM: guided)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    sam = load_sam(args.sam, device="cpu")
+    sam = load_sam(args.sam, device="cpu", upsampling=args.upsampling)
     rows: list[dict[str, float | str | bool]] = []
     if args.family == "independent":
         scenes = (generate_independent_scene(s) for s in independent_seeds(args.split, args.scenes))

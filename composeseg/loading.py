@@ -13,7 +13,10 @@ if TYPE_CHECKING:
     from composeseg.backends.attention import AttentionImpl
     from composeseg.backends.base import Backend
     from composeseg.sam import Sam
+    from composeseg.upsampling import Upsampling
 
+UPSAMPLING_KEY = "composeseg_upsampling"
+"""A model config entry naming the upsampling :func:`load_sam` uses for it by default."""
 DEMO_MODEL_DIR = Path(__file__).parent / "assets" / "demo_sam"
 """Where the embedded demo model lives inside the package."""
 DEMO_CLIP_DIR = Path(__file__).parent / "assets" / "demo_clip"
@@ -59,6 +62,7 @@ def load_sam(
     decode_batch_size: int = 64,
     attention: AttentionImpl = "lean",
     compile: bool = False,
+    upsampling: Upsampling | None = None,
 ) -> Sam:
     """Load a SAM-family model behind one interface.
 
@@ -86,6 +90,10 @@ def load_sam(
         compile: run the image encoder through ``torch.compile`` (opt-in; the first call
             compiles). Where compilation fails, a warning and the eager encoder
             (:mod:`composeseg.backends.compiling`).
+        upsampling: ``"bilinear"`` (Meta's) or ``"guided"``: masks refitted to the image's
+            edges (:mod:`composeseg.upsampling`; see :class:`~composeseg.Sam`). Default: what
+            the model's config names as ``composeseg_upsampling`` (the demo model: guided;
+            an ONNX export: the exported model's), else bilinear.
 
     Raises:
         FileNotFoundError: a path-like source that does not exist.
@@ -96,9 +104,12 @@ def load_sam(
 
     from composeseg.device import pick_device, quiet_loading
     from composeseg.sam import Sam
+    from composeseg.upsampling import check_upsampling
 
     if attention not in ("lean", "transformers"):
         raise ValueError(f"attention must be 'lean' or 'transformers', got {attention!r}")
+    if upsampling is not None:
+        check_upsampling(upsampling)
 
     export = None if source is None else Path(os.fspath(source)).expanduser()
     if export is not None and (export / ONNX_MANIFEST).is_file():
@@ -109,6 +120,7 @@ def load_sam(
             device=device,
             dtype=dtype,
             decode_batch_size=decode_batch_size,
+            upsampling=upsampling,
         )
     target = pick_device(device)
     dtype = dtype or torch.float32
@@ -126,7 +138,15 @@ def load_sam(
         from composeseg.backends.compiling import compile_encoder
 
         compile_encoder(backend)
-    return Sam(backend, device=target, dtype=dtype, decode_batch_size=decode_batch_size, name=name)
+    return Sam(
+        backend,
+        device=target,
+        dtype=dtype,
+        decode_batch_size=decode_batch_size,
+        name=name,
+        upsampling=upsampling
+        or check_upsampling(getattr(model.config, UPSAMPLING_KEY, "bilinear")),
+    )
 
 
 def _load_model(source: str | os.PathLike | None) -> tuple[Any, str]:

@@ -349,6 +349,7 @@ def _export_fp32(
         precision="fp32",
         files=files,
         opset=opset,
+        upsampling=sam.upsampling,
         versions={
             "composeseg": __version__,
             "torch": torch.__version__,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,12 +25,15 @@ class ImageEmbedding:
         input_size: ``(h, w)`` of the resized image inside the model's square input frame.
         model_key: identifies the :class:`~composeseg.Sam` that made it; using the embedding
             with another model is an error.
+        image: the ``(H, W, 3) uint8`` RGB it was computed from, kept (a reference, no copy)
+            only by a Sam with ``upsampling="guided"``, which needs it to draw masks; else None.
     """
 
     features: tuple[torch.Tensor, ...]
     original_size: tuple[int, int]
     input_size: tuple[int, int]
     model_key: str
+    image: np.ndarray | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         shape = tuple(self.features[0].shape)

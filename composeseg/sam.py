@@ -19,6 +19,7 @@ from composeseg.transforms import (
     preprocess,
     upscale_logits,
 )
+from composeseg.upsampling import Upsampling, check_upsampling
 
 # Upsampled float logits are produced in slices of at most this many bytes (at least one
 # object), so a 64-object prediction on a 12-megapixel photo never holds gigabytes of float32.
@@ -36,6 +37,10 @@ class Sam:
             work of a call across its objects, so larger calls are cheaper per object; the
             bound keeps the per-call output small (``benchmarks/bench_sam_decoder.py``).
         name: where the model came from, for messages.
+        upsampling: how low-res logits become full-resolution masks. ``"bilinear"``
+            (default): Meta's ``postprocess_masks``. ``"guided"``: then refitted to the image's
+            edges by a colour guided filter (:mod:`composeseg.upsampling`); embeddings keep a
+            reference to their image for it.
     """
 
     def __init__(
@@ -46,6 +51,7 @@ class Sam:
         dtype: torch.dtype = torch.float32,
         decode_batch_size: int = 64,
         name: str = "",
+        upsampling: Upsampling = "bilinear",
     ) -> None:
         if decode_batch_size < 1:
             raise ValueError(f"decode_batch_size must be >= 1, got {decode_batch_size}")
@@ -54,6 +60,7 @@ class Sam:
         self.dtype = dtype
         self.decode_batch_size = decode_batch_size
         self.name = name or type(backend.model).__name__
+        self.upsampling = check_upsampling(upsampling)
         self._key = f"{backend.family}:{id(backend.model)}"
 
     @property
@@ -74,7 +81,7 @@ class Sam:
     def __repr__(self) -> str:
         return (
             f"Sam({self.name!r}, family={self.family!r}, device={self.device}, "
-            f"dtype={self.dtype}, image_size={self.image_size})"
+            f"dtype={self.dtype}, image_size={self.image_size}, upsampling={self.upsampling!r})"
         )
 
     @torch.inference_mode()
@@ -127,6 +134,7 @@ class Sam:
                 original_size=(int(rgb.shape[0]), int(rgb.shape[1])),
                 input_size=input_size,
                 model_key=self._key,
+                image=rgb if self.upsampling == "guided" else None,
             )
             for i, (rgb, (_, input_size)) in enumerate(zip(rgbs, batch, strict=True))
         ]
@@ -317,7 +325,17 @@ class Sam:
                 embedding.original_size,
                 self.backend.resize_mode,
             )
+            if self.upsampling == "guided":
+                full = self._guided(full, embedding)
             yield slice(i, i + len(full)), full
+
+    def _guided(self, full: torch.Tensor, embedding: ImageEmbedding) -> torch.Tensor:
+        from composeseg.upsampling import guided_logits
+
+        n, k = full.shape[:2]
+        planes = full.reshape(n * k, *full.shape[2:]).cpu().numpy()  # shares a CPU tensor
+        refined = guided_logits(planes, embedding, self.backend.mask_size)
+        return torch.from_numpy(refined).reshape(full.shape).to(full.device)
 
     def _as_embedding(self, value: ImageSource | ImageEmbedding) -> ImageEmbedding:
         if not isinstance(value, ImageEmbedding):

@@ -34,6 +34,7 @@ from composeseg.prediction import ImageEmbedding
 from composeseg.prompts import Prompts
 from composeseg.rle import Rle
 from composeseg.transforms import upscale_logits
+from composeseg.upsampling import guided_logits
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -334,6 +335,8 @@ class AutomaticMaskGenerator(Runnable):
             if config.stability_score_thresh > 0.0:
                 ok = stability >= config.stability_score_thresh
                 values, stability, index = values[ok], stability[ok], index[ok]
+            if sam.upsampling == "guided":  # scored on the bilinear logits, drawn on the edges
+                values = guided_logits(values, embedding, sam.backend.mask_size, transposed=True)
             rles.extend(rle.encode_transposed(values > 0.0))
             kept.append(index)
             scores.append(stability)

@@ -26,6 +26,7 @@ from composeseg.transforms import ResizeMode
 
 if TYPE_CHECKING:
     from composeseg.sam import Sam
+    from composeseg.upsampling import Upsampling
 
 FORMAT = "composeseg-onnx"
 FORMAT_VERSION = 1
@@ -128,6 +129,8 @@ class OnnxManifest:
         versions: library -> version used for the export.
         options: export options (``hq_token_only``, Meta decoder options).
         checks: measured at export: ONNX Runtime against torch, and int8 against fp32.
+        upsampling: the exported Sam's mask upsampling, the default of :func:`load_onnx_sam`
+            (absent from exports older than the option: bilinear).
     """
 
     family: str
@@ -144,6 +147,7 @@ class OnnxManifest:
     versions: dict[str, str]
     options: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
+    upsampling: str = "bilinear"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -179,7 +183,9 @@ class OnnxManifest:
                 f"reads ({FORMAT_VERSION}); upgrade composeseg"
             )
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        missing = sorted(set(cls.__dataclass_fields__) - set(fields) - {"options", "checks"})
+        missing = sorted(
+            set(cls.__dataclass_fields__) - set(fields) - {"options", "checks", "upsampling"}
+        )
         if missing:
             raise ValueError(f"{path}: missing fields {missing}")
         if fields["family"] not in FEATURE_NAMES:
@@ -392,6 +398,7 @@ def load_onnx_sam(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     decode_batch_size: int = 64,
+    upsampling: Upsampling | None = None,
 ) -> Sam:
     """A :class:`~composeseg.Sam` running the export in ``directory`` (see
     :func:`composeseg.load_sam`).
@@ -419,4 +426,5 @@ def load_onnx_sam(
         dtype=torch.float32,
         decode_batch_size=decode_batch_size,
         name=f"{directory} (ONNX {manifest.precision}, {manifest.name})",
+        upsampling=upsampling or manifest.upsampling,  # type: ignore[arg-type]
     )

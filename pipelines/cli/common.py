@@ -26,6 +26,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype")
+    parser.add_argument(
+        "--upsampling",
+        choices=("bilinear", "guided"),
+        default=None,
+        help="low-res logits to masks: bilinear (Meta's) or guided (refitted to the image's "
+        "edges; composeseg.upsampling). Default: the model's own (the demo model: guided), "
+        "else bilinear",
+    )
 
 
 def load_model(args: argparse.Namespace) -> Sam:
@@ -33,7 +41,12 @@ def load_model(args: argparse.Namespace) -> Sam:
 
     from composeseg.loading import load_sam
 
-    return load_sam(args.sam, device=args.device, dtype=getattr(torch, args.dtype))
+    return load_sam(
+        args.sam,
+        device=args.device,
+        dtype=getattr(torch, args.dtype),
+        upsampling=args.upsampling,
+    )
 
 
 def write_results(

@@ -116,6 +116,8 @@ def test_export_records_its_checks_and_frame(demo: Subject) -> None:
     manifest = json.loads(demo.report.files["manifest"].read_text())
     assert manifest["family"] == "sam" and manifest["precision"] == "fp32"
     assert manifest["image_size"] == 512 and manifest["resize_mode"] == "longest"
+    # the demo model's guided upsampling travels with the export
+    assert manifest["upsampling"] == demo.onnx_sam.upsampling == "guided"
     assert manifest["versions"]["onnxruntime"] and manifest["versions"]["torch"]
     assert set(manifest["files"]) == {"encoder", "decoder", "decoder_meta"}
     checks = demo.report.checks
@@ -159,7 +161,8 @@ def test_readme_plain_onnxruntime_snippet_matches_sam(demo: Subject) -> None:
     scope: dict[str, Any] = {}
     exec(snippet.replace('"sam-onnx"', repr(str(demo.report.directory))), scope)
     boxes, image = scope["boxes"], np.asarray(scope["image"])
-    expected = demo.onnx_sam.segment(image, boxes=boxes)
+    # the snippet upsamples bilinearly, as Meta's post-processing does
+    expected = load_sam(demo.report.directory, upsampling="bilinear").segment(image, boxes=boxes)
     assert scope["masks"].shape == expected.masks.shape
     assert mean_mask_iou(scope["masks"], expected.masks) >= 0.999
     np.testing.assert_allclose(scope["scores"], expected.scores, atol=1e-4)

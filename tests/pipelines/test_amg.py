@@ -179,3 +179,33 @@ def test_rle_area_counts_more_than_255_masks() -> None:
     masks = rng.random((300, 12, 10)) < 0.3
     areas = rle_area([encode_mask(m) for m in masks])
     np.testing.assert_array_equal(areas, masks.reshape(300, -1).sum(1))
+
+
+def test_guided_masks_are_the_guided_refinement_of_their_logits(
+    tiny_sam,
+    rgb_image: np.ndarray,  # type: ignore[no-untyped-def]
+) -> None:
+    # the generator upsamples transposed (column-major RLE); the guided filter must see the
+    # image the same way round, which a non-square image would expose
+    from composeseg.sam import Sam
+    from composeseg.transforms import upscale_logits
+    from composeseg.upsampling import guided_radius, guided_refine
+
+    guided = Sam(tiny_sam.backend, device=tiny_sam.device, upsampling="guided")
+    image = np.ascontiguousarray(rgb_image[:, : rgb_image.shape[1] * 2 // 3])
+    found = AutomaticMaskGenerator(guided, **FAST).generate(image, keep_logits=True)
+    assert found.logits is not None and found.input_sizes is not None and len(found) > 0
+    full = upscale_logits(
+        found.logits[:, None],
+        guided.image_size,
+        tuple(found.input_sizes[0]),
+        image.shape[:2],
+        guided.backend.resize_mode,
+    )[:, 0].numpy()
+    radius = guided_radius(image.shape[:2], guided.backend.mask_size)
+    refined = guided_refine(full, image, radius)
+    got = np.stack([rle_to_mask(r) for r in found.rles])
+    assert ((refined > 0) != (full > 0)).any()  # the refinement changed something to check
+    # float rounding of the transposed and plain paths may flip pixels sitting on p = 0.5
+    flipped = got != (refined > 0)
+    assert np.abs(refined[flipped]).max(initial=0.0) < 1e-3, np.abs(refined[flipped]).max()

@@ -1,0 +1,87 @@
+"""What guided upsampling costs and buys: Meta's bilinear masks against guided ones.
+
+Usage:
+    python benchmarks/bench_upsampling.py                 # demo SAM, 3 image sizes, 1 thread
+    python benchmarks/bench_upsampling.py --sizes 360x480 --threads 2
+
+One generated scene per size (objects scale with the image), one embedding, box prompts of
+every object; ``Sam.segment`` timed with ``upsampling="bilinear"`` (the peer: Meta's
+``postprocess_masks``) and ``"guided"`` on the same embedding, best of 3. Box mIoU is against
+the scene's ground truth: in-distribution for the demo SAM (its training generator), so it shows
+the mechanism, not a zero-shot figure (README, "The demo model", has those).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import best_time, print_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sam", default=None, help="model source (default: the demo SAM)")
+    parser.add_argument("--sizes", nargs="+", default=["360x480", "1080x1920", "3000x4000"])
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from composeseg import load_sam
+    from composeseg.evaluation.points import paired_mask_iou
+    from composeseg.sam import Sam
+    from composeseg.synthetic import SceneConfig, generate_scene
+
+    guided = load_sam(args.sam, device="cpu", upsampling="guided")
+    # same model, so the guided Sam's embeddings (which hold the image) serve both
+    bilinear = Sam(guided.backend, device=guided.device, upsampling="bilinear")
+    rows = []
+    for size in args.sizes:
+        height, width = (int(v) for v in size.split("x"))
+        scene = generate_scene(
+            1_000_000_000, SceneConfig(height=height, width=width, min_objects=6, max_objects=6)
+        )
+        boxes = scene.boxes()
+        truth = np.stack([instance.mask for instance in scene.instances])
+        embedding = guided.embed(scene.image)
+        cells = []
+        for sam in (bilinear, guided):
+            seconds = best_time(partial(sam.segment, embedding, boxes=boxes), repeat=3)
+            masks = sam.segment(embedding, boxes=boxes).dense()
+            miou = float(paired_mask_iou(masks[:, 0], truth).mean())
+            cells.append((1000 * seconds / len(boxes), miou))
+        (plain_ms, plain_iou), (guided_ms, guided_iou) = cells
+        rows.append(
+            [
+                f"{width}×{height}",
+                len(boxes),
+                f"{plain_ms:.1f}",
+                f"{guided_ms:.1f}",
+                f"{guided_ms / plain_ms:.1f}×",
+                f"{plain_iou:.3f}",
+                f"{guided_iou:.3f}",
+            ]
+        )
+    print(f"{guided.name}, {args.threads} thread(s), Sam.segment with box prompts, best of 3")
+    print_table(
+        [
+            "image",
+            "objects",
+            "bilinear ms/object",
+            "guided ms/object",
+            "cost",
+            "box mIoU bilinear",
+            "box mIoU guided",
+        ],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
