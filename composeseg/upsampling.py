@@ -7,7 +7,8 @@ offset. ``Sam(upsampling="guided")`` passes the bilinear probability through a c
 filter (He, Sun and Tang, "Guided Image Filtering", TPAMI 2013): in every window the mask is
 refitted as a linear function of the image's RGB values. Where an image edge runs through the
 coarse transition band, the boundary moves onto it; where the image has no edge, the mask
-keeps its bilinear shape.
+keeps its bilinear shape, smoothed over the window (straight boundaries stay put, corners
+round).
 
 The window radius scales with the logit cell (the original image's long side over the logit
 side), so the filter reaches as far as the bilinear blur does at any image size. Radius and
