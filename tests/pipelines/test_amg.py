@@ -181,31 +181,22 @@ def test_rle_area_counts_more_than_255_masks() -> None:
     np.testing.assert_array_equal(areas, masks.reshape(300, -1).sum(1))
 
 
-def test_guided_masks_are_the_guided_refinement_of_their_logits(
-    tiny_sam,
-    rgb_image: np.ndarray,  # type: ignore[no-untyped-def]
-) -> None:
-    # the generator upsamples transposed (column-major RLE); the guided filter must see the
-    # image the same way round, which a non-square image would expose
+def test_guided_generation_refines_what_nms_kept(tiny_sam, rgb_image: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    # candidates are scored, filtered and deduplicated as bilinear masks; only the survivors
+    # are refitted to the image, and their boxes follow the refitted masks
+    from composeseg.geometry import tight_boxes
     from composeseg.sam import Sam
-    from composeseg.transforms import upscale_logits
-    from composeseg.upsampling import guided_radius, guided_refine
+    from composeseg.upsampling import guided_masks
 
     guided = Sam(tiny_sam.backend, device=tiny_sam.device, upsampling="guided")
-    image = np.ascontiguousarray(rgb_image[:, : rgb_image.shape[1] * 2 // 3])
-    found = AutomaticMaskGenerator(guided, **FAST).generate(image, keep_logits=True)
-    assert found.logits is not None and found.input_sizes is not None and len(found) > 0
-    full = upscale_logits(
-        found.logits[:, None],
-        guided.image_size,
-        tuple(found.input_sizes[0]),
-        image.shape[:2],
-        guided.backend.resize_mode,
-    )[:, 0].numpy()
-    radius = guided_radius(image.shape[:2], guided.backend.mask_size)
-    refined = guided_refine(full, image, radius)
+    plain = AutomaticMaskGenerator(tiny_sam, **FAST).generate(rgb_image)
+    found = AutomaticMaskGenerator(guided, **FAST).generate(rgb_image)
+    assert len(found) == len(plain) > 0
+    np.testing.assert_array_equal(found.iou, plain.iou)
+    bilinear = np.stack([rle_to_mask(r) for r in plain.rles])
+    want = guided_masks(bilinear, guided.embed(rgb_image), guided.backend.mask_size)
     got = np.stack([rle_to_mask(r) for r in found.rles])
-    assert ((refined > 0) != (full > 0)).any()  # the refinement changed something to check
-    # float rounding of the transposed and plain paths may flip pixels sitting on p = 0.5
-    flipped = got != (refined > 0)
-    assert np.abs(refined[flipped]).max(initial=0.0) < 1e-3, np.abs(refined[flipped]).max()
+    assert (want != bilinear).any()  # the refinement changed something to check
+    np.testing.assert_array_equal(got, want)
+    boxes = tight_boxes(got).astype(np.float32) - np.array([0, 0, 1, 1], np.float32)
+    np.testing.assert_array_equal(found.boxes[got.any(axis=(1, 2))], boxes[got.any(axis=(1, 2))])
