@@ -94,7 +94,7 @@ def guided_refine(
         top, bottom = max(0, rows[0] - reach), min(height, rows[-1] + reach + 1)
         left, right = max(0, cols[0] - reach), min(width, cols[-1] + reach + 1)
         # sigmoid in place on a float32 copy of the window: large images, one buffer
-        fitted = np.clip(plane[top:bottom, left:right], -30.0, 30.0).astype(np.float32)
+        fitted = np.clip(plane[top:bottom, left:right], -30.0, 30.0).astype(np.float32, copy=False)
         np.exp(np.negative(fitted, out=fitted), out=fitted)
         np.reciprocal(np.add(fitted, 1.0, out=fitted), out=fitted)
         fitted = _guided_filter(image[top:bottom, left:right], fitted, radius, eps)
