@@ -6,6 +6,7 @@ Usage:
     python benchmarks/quality_instances.py --sam DIR_OR_ID # any SAM source load_sam accepts
     python benchmarks/quality_instances.py --tiny          # random tiny model: a smoke run
     python benchmarks/quality_instances.py --family independent  # scenes of another generator
+    python benchmarks/quality_instances.py --zoom 6        # each object in its own window
 
 The simulated detector (``composeseg.evaluation.simulated_detections``) moves each box edge
 by a Gaussian of ``jitter`` x the box side, drops a ``drop`` fraction of the objects, and
@@ -46,6 +47,13 @@ def main() -> None:
         default=1_000_020_000,
         help="first scene seed (default: in the evaluation range, unseen by the demo model)",
     )
+    parser.add_argument(
+        "--zoom",
+        type=float,
+        default=None,
+        metavar="CONTEXT",
+        help="segment each object in a window CONTEXT times its box (composeseg.zoom)",
+    )
     args = parser.parse_args()
 
     from composeseg import load_sam
@@ -83,7 +91,7 @@ def main() -> None:
         rows = []
         for name, detector in detectors.items():
             for refine in (False, True):
-                pipe = InstanceSegmentation(sam, detector, refine=refine)
+                pipe = InstanceSegmentation(sam, detector, refine=refine, zoom=args.zoom)
                 m = evaluate_instances(pipe, gt, image_dir, progress=False)
                 rows.append(
                     [name, "on" if refine else "off"]
@@ -94,6 +102,7 @@ def main() -> None:
         print(
             f"model: {sam.name if not args.tiny else 'tiny random'}; {args.images} scenes "
             f"({args.family} family), {len(gt['annotations'])} objects"
+            + ("" if args.zoom is None else f"; zoom {args.zoom:g}")
         )
         print_table(["boxes", "refine", "AP", "AP50", "AP75", "APs", "APm", "APl"], rows)
 

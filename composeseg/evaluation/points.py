@@ -8,6 +8,11 @@
   placed farthest from the boundary of the larger error region, positive on a false negative,
   negative on a false positive, and the previous low-res logits are fed back as mask prompt.
 
+``zoom`` runs every protocol through :func:`composeseg.zoom.segment_zoomed`: each object in its
+own window, ``zoom`` times its extent (the box; for points, a first pass's masks, then the
+current mask and the clicks). Its interactive clicks feed no mask prompt back, since the
+previous logits belong to another window; each click's decode is refined in its window instead.
+
 Works on any model :func:`composeseg.load_sam` loads and on any source of ``(image, masks)``:
 a COCO-format folder (:func:`coco_instances`) or generated scenes (:func:`scene_instances`).
 """
@@ -28,6 +33,7 @@ import numpy as np
 from composeseg.geometry import paired_mask_iou
 
 if TYPE_CHECKING:
+    from composeseg.prediction import MaskPrediction
     from composeseg.sam import Sam
     from composeseg.synthetic import SceneConfig
 
@@ -86,6 +92,7 @@ class PointPromptMetrics:
         interactive: after ``interactive_points`` clicks.
         interactive_points: clicks in the interactive protocol.
         instances, images: how much was evaluated.
+        zoom: the windows' context factor when objects were segmented zoomed, else None.
     """
 
     box: float
@@ -95,24 +102,33 @@ class PointPromptMetrics:
     interactive_points: int
     instances: int
     images: int
+    zoom: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def image_ious(
-    sam: Sam, image: np.ndarray, masks: np.ndarray, *, interactive_points: int = 3
+    sam: Sam,
+    image: np.ndarray,
+    masks: np.ndarray,
+    *,
+    interactive_points: int = 3,
+    zoom: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-instance IoU of one image under each protocol.
 
     Args:
         image: ``(H, W, 3) uint8``.
         masks: ``(N, H, W) bool`` non-empty ground-truth masks.
+        zoom: segment each object in a window this many times its extent
+            (:func:`composeseg.zoom.segment_zoomed`); None: the whole image, one encoder pass.
 
     Returns:
         ``{"box", "one_point_oracle", "one_point_confident", "interactive"}`` -> ``(N,)``.
     """
     from composeseg.geometry import tight_boxes
+    from composeseg.zoom import segment_zoomed
 
     if interactive_points < 1:
         raise ValueError(f"interactive_points must be >= 1, got {interactive_points}")
@@ -125,10 +141,19 @@ def image_ious(
     if empty.any():
         raise ValueError(f"masks[{int(np.argmax(empty))}] is empty")
     embedding = sam.embed(image)
-    box = sam.segment(embedding, boxes=tight_boxes(masks))
+
+    def segment(extents: Any = None, **prompts: Any) -> MaskPrediction:
+        if zoom is None:
+            return sam.segment(embedding, **prompts)
+        prompts.pop("mask_input", None)
+        return segment_zoomed(
+            sam, image, extents=extents, context=zoom, embedding=embedding, **prompts
+        )
+
+    box = segment(boxes=tight_boxes(masks))
     points = np.array([farthest_point(m) for m in masks], np.float32).reshape(-1, 1, 2)
     labels = np.ones((len(masks), 1), np.int64)
-    one = sam.segment(embedding, points=points, point_labels=labels, multimask=True)
+    one = segment(points=points, point_labels=labels, multimask=True)
     one_iou = paired_mask_iou(one.dense(), masks)
     confident = one.scores.argmax(1)
     rows = np.arange(len(masks))
@@ -143,7 +168,9 @@ def image_ious(
                 new_points[i, 0], new_labels[i, 0] = click
         points = np.concatenate([points, new_points], axis=1)
         labels = np.concatenate([labels, new_labels], axis=1)
-        step = sam.segment(embedding, points=points, point_labels=labels, mask_input=logits)
+        # a lost mask leaves the window to the clicks (segment_zoomed always adds them)
+        extents = np.where(current.reshape(len(masks), -1).any(1)[:, None], tight_boxes(current), 0)
+        step = segment(extents, points=points, point_labels=labels, mask_input=logits)
         current, logits = step.dense()[:, 0], step.logits[:, 0]
     return {
         "box": paired_mask_iou(box.dense()[:, 0], masks),
@@ -158,6 +185,7 @@ def point_prompt_miou(
     samples: Iterable[tuple[np.ndarray, np.ndarray]],
     *,
     interactive_points: int = 3,
+    zoom: float | None = None,
     progress: bool = False,
     total: int | None = None,
 ) -> PointPromptMetrics:
@@ -169,6 +197,7 @@ def point_prompt_miou(
             :func:`coco_instances` or :func:`scene_instances`. Images without instances and
             empty masks are skipped.
         interactive_points: clicks of the interactive protocol (the paper reports 1 to 9).
+        zoom: segment each object in its own window (:func:`image_ious`); None: whole image.
         progress: show a progress bar over images.
         total: number of samples, for the bar's ETA when ``samples`` has no length.
 
@@ -186,7 +215,7 @@ def point_prompt_miou(
             continue
         images += 1
         for name, values in image_ious(
-            sam, image, masks, interactive_points=interactive_points
+            sam, image, masks, interactive_points=interactive_points, zoom=zoom
         ).items():
             collected.setdefault(name, []).append(values)
     if not collected:
@@ -200,6 +229,7 @@ def point_prompt_miou(
         interactive_points=interactive_points,
         instances=int(sum(len(v) for v in collected["box"])),
         images=images,
+        zoom=zoom,
     )
 
 

@@ -64,5 +64,9 @@ def build_pipeline(args: argparse.Namespace, spec: str, dataset: Any = None) -> 
 
     detector = build_detector(args, spec, dataset)
     return InstanceSegmentation(
-        load_model(args), detector, refine=not args.no_refine, multimask=args.multimask
+        load_model(args),
+        detector,
+        refine=not args.no_refine,
+        multimask=args.multimask,
+        zoom=args.zoom,
     )

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composeseg.pipelines.cli.common import add_model_options
+from composeseg.pipelines.cli.common import add_model_options, add_zoom_option
 from composeseg.pipelines.cli.dataset import add_run_options
 from composeseg.pipelines.cli.detector_options import add_detector_options
 
@@ -47,6 +47,7 @@ def register(eval_subparsers: Any) -> None:
         help="write predictions.json and metrics.json here",
     )
     add_model_options(parser)
+    add_zoom_option(parser)
     add_run_options(parser, exports=False, sources=False)
     parser.set_defaults(handler=run)
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from composeseg.pipelines.cli.common import add_model_options, load_model
+from composeseg.pipelines.cli.common import add_model_options, add_zoom_option, load_model
 
 
 def register(eval_subparsers: Any) -> None:
@@ -50,6 +50,7 @@ def register(eval_subparsers: Any) -> None:
     parser.add_argument("--points", type=int, default=3, help="clicks of the interactive protocol")
     parser.add_argument("-o", "--output", type=Path, help="also write the metrics as JSON here")
     add_model_options(parser)
+    add_zoom_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -79,7 +80,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         samples = coco_instances(args.gt, args.images, max_images=args.max_images)
     metrics = point_prompt_miou(
-        load_model(args), samples, interactive_points=args.points, progress=True, total=total
+        load_model(args),
+        samples,
+        interactive_points=args.points,
+        zoom=args.zoom,
+        progress=True,
+        total=total,
     )
     payload = metrics.as_dict()
     print(json.dumps(payload, indent=1))

@@ -10,7 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from composeseg.pipelines.cli.common import add_model_options, load_model, write_results
+from composeseg.pipelines.cli.common import (
+    add_model_options,
+    add_zoom_option,
+    load_model,
+    write_results,
+)
 from composeseg.pipelines.cli.dataset import DATASET_SOURCE_HELP, add_run_options, is_dataset
 from composeseg.pipelines.cli.detector_options import add_detector_options
 from composeseg.pipelines.cli.tiled import add_tile_options
@@ -49,6 +54,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     add_model_options(parser)
+    add_zoom_option(parser)
     add_detector_options(parser, multimask=False)
     add_tile_options(parser, everything=False)
     add_run_options(parser)
@@ -98,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.tile is not None and args.detector is None:
         raise ValueError("--tile segments what a detector finds: give --detector SPEC")
+    if args.tile is not None and args.zoom is not None:
+        raise ValueError("--zoom and --tile: pick one (each tile is already a zoomed window)")
     if args.detector is not None or is_dataset(args.image):
         from composeseg.pipelines.cli.detect import run_detector
 
@@ -106,10 +114,17 @@ def run(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     check_output_folder(args.output)
     sam = load_model(args)
-    prediction = sam.segment(image, multimask=args.multimask, **prompts)
+    if args.zoom is not None:
+        from composeseg.zoom import segment_zoomed
+
+        prediction = segment_zoomed(
+            sam, image, multimask=args.multimask, context=args.zoom, **prompts
+        )
+    else:
+        prediction = sam.segment(image, multimask=args.multimask, **prompts)
     detections = prediction.to_detections()
     paths = write_results(args.output, image, detections, args.image.name)
     print(f"{len(detections)} object(s) from {sam.name} -> {paths['annotated']}")
     for i, score in enumerate(detections.data["mask_score"]):
-        print(f"  object {i}: predicted IoU {score:.3f}, area {int(detections.mask[i].sum())} px")
+        print(f"  object {i}: predicted IoU {score:.3f}, area {int(detections.area[i])} px")
     return 0

@@ -203,6 +203,7 @@ def test_video_file_length_is_known_before_reading(tmp_path: Path) -> None:
     ("argv", "label"),
     [
         (["eval", "points", "--synthetic", "2", "--points", "1"], "eval points"),
+        (["eval", "points", "--synthetic", "2", "--zoom", "3"], "eval points"),
         (
             ["eval", "tracking", "--synthetic", "0", "--frames", "3", "--size", "96"],
             "eval tracking",

@@ -70,6 +70,7 @@ def test_prompt_flags_map_to_objects(boxes, points, per_object, expected) -> Non
         ([], "give at least one --box or --point"),
         (["--box", "1,1,9,9", "--box", "2,2,8,8", "--point", "3,3"], "ambiguous"),
         (["--box", "500,500,600,600"], "lies outside"),
+        (["--zoom", "6", "--tile", "2", "--detector", "x.json"], "--zoom and --tile"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(  # type: ignore[no-untyped-def]
@@ -80,6 +81,27 @@ def test_bad_arguments_exit_2_with_a_message(  # type: ignore[no-untyped-def]
     )
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_zoom_below_one_is_an_argument_error(
+    image_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["segment", str(image_file), "-o", str(tmp_path), "--box", "1,1,9,9", "--zoom", "0.5"])
+    assert exit_info.value.code == 2
+    assert "--zoom: must be a finite number >= 1, got 0.5" in capsys.readouterr().err
+
+
+def test_zoom_keeps_every_output(
+    tiny_sam_dir: Path, image_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ["segment", str(image_file), "--sam", str(tiny_sam_dir), "-o", str(out)]
+    assert main([*argv, "--box", "30,20,100,60", "--box", "0,0,20,20", "--zoom", "1.5"]) == 0
+    assert "2 object(s)" in capsys.readouterr().out
+    payload = json.loads((out / "predictions.json").read_text())
+    corner = rle_to_mask(payload["annotations"][1]["segmentation"])
+    assert not corner[32:].any() and not corner[:, 32:].any()  # inside its 32 px window
 
 
 def test_missing_image_is_reported(tiny_sam_dir, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -132,3 +132,49 @@ def test_run_writes_and_resumes(tiny_sam, rgb_image, tmp_path: Path, monkeypatch
         assert a.detections.data["class_name"].tolist() == b.detections.data["class_name"].tolist()
     arrays = list(pipe.stream([rgb_image, rgb_image[:50]]))
     assert [r.image_size for r in arrays] == [(90, 140), (50, 140)]
+
+
+def test_zoom_segments_each_object_in_its_window(tiny_sam, rgb_image, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from composeseg.zoom import zoom_windows
+
+    calls = counting(tiny_sam, monkeypatch)
+    detections = InstanceSegmentation(tiny_sam, detector, zoom=1.5)(rgb_image)
+    assert calls["embed"] == []  # the windows go through embed_batch, not a whole-image pass
+    # per object: the decode in its window, then the refinement there
+    assert [c[:2] for c in calls["decode"]] == [(1, False), (1, True)] * 3
+    windows = zoom_windows(np.array(BOXES, np.float32), (90, 140), 1.5)
+    for mask, (x0, y0, x1, y1) in zip(detections.mask, windows[[0, 2, 1]], strict=True):
+        assert mask.any() and mask[y0:y1, x0:x1].sum() == mask.sum()
+    # the same Detections as without zoom: boxes, classes and both scores
+    np.testing.assert_allclose(detections.xyxy[0], BOXES[0])
+    expected = detections.data["detector_score"] * np.clip(detections.data["mask_score"], 0, 1)
+    np.testing.assert_allclose(detections.confidence, expected, rtol=1e-6)
+    assert detections.data["class_name"].tolist() == ["apple", "apple", "pear"]
+
+
+def test_a_zoomed_run_encodes_only_windows(tiny_sam, rgb_image, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pipe = InstanceSegmentation(tiny_sam, detector, zoom=1.5)
+    assert pipe.job().sam is None  # the runner must not batch whole images for it
+    shapes: list[tuple[int, ...]] = []
+    embed_batch = tiny_sam.embed_batch
+
+    def recording(images):  # type: ignore[no-untyped-def]
+        shapes.extend(np.asarray(image).shape for image in images)
+        return embed_batch(images)
+
+    monkeypatch.setattr(tiny_sam, "embed_batch", recording)
+    [result] = list(pipe.stream([rgb_image]))
+    assert len(shapes) == 3 and rgb_image.shape not in shapes
+    np.testing.assert_array_equal(result.detections.mask, pipe(rgb_image).mask)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"zoom": 0.5}, "zoom must be a finite number >= 1"),
+        ({"zoom": 6.0, "multimask": True, "mask_selection": "box_iou"}, "zoom picks"),
+    ],
+)
+def test_bad_zoom_options(tiny_sam, options, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        InstanceSegmentation(tiny_sam, detector, **options)

@@ -1,0 +1,232 @@
+"""Zoomed prompting: each object segmented in its own window, enlarged to the model's input.
+
+SAM sees an image at S pixels on its long side (1024 for the released models, 512 for the demo
+model) and predicts masks on an S/4 logit grid, so an object a few dozen pixels wide gets a
+handful of logits and its boundary is mostly guessed. Cropping a window around the object and
+encoding that window alone spends the whole input frame on it; the paper's automatic mask
+generator does the same with its zoomed crop layers, and tiling does it for huge images.
+
+The window is a square ``context`` times the object's longer side, centred on it and clipped to
+the image, so the model still sees the object's surroundings. The price is one encoder pass per
+object instead of one per image: worth it for small objects and a light encoder, not for a
+ViT-H on hundreds of boxes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from composeseg.geometry import tight_boxes
+from composeseg.image import ImageSource, load_image
+from composeseg.prediction import ImageEmbedding, MaskPrediction
+from composeseg.prompts import PADDING, Prompts, as_prompts
+from composeseg.transforms import resized_shape, upscale_logits
+
+if TYPE_CHECKING:
+    from composeseg.sam import Sam
+
+ZOOM_CONTEXT = 6.0
+"""Window side over the object's longer side. Chosen on the independent family's validation
+split (demo SAM, box prompts; README "The demo model"): 4 and 8 are worse than 5 to 7."""
+MIN_WINDOW = 32
+"""Smallest window side in pixels: a window of a few pixels enlarged to the model's input is
+all blur, with nothing left of the surroundings."""
+_OUTSIDE = -20.0  # logit given to pixels outside an object's window: certainly background
+_ENCODE_BATCH = 8  # windows encoded per forward pass
+
+
+def zoom_windows(
+    extents: np.ndarray, image_size: tuple[int, int], context: float = ZOOM_CONTEXT
+) -> np.ndarray:
+    """Square windows around objects, clipped to the image.
+
+    Args:
+        extents: ``(N, 4)`` xyxy boxes, pixels of the image: what each object covers.
+        image_size: ``(H, W)`` of the image.
+        context: window side over the box's longer side (>= 1).
+
+    Returns:
+        ``(N, 4) int64`` xyxy windows (x1, y1 exclusive) of side ``context * max(w, h)``, at
+        least :data:`MIN_WINDOW` (or the image's side, if smaller), about each box's centre;
+        a window clipped at one border keeps its size by growing into the image.
+    """
+    if not np.isfinite(context) or context < 1:
+        raise ValueError(f"context must be a finite number >= 1, got {context!r}")
+    extents = np.asarray(extents, np.float64).reshape(-1, 4)
+    height, width = image_size
+    centre = (extents[:, :2] + extents[:, 2:]) / 2
+    side = np.maximum(extents[:, 2] - extents[:, 0], extents[:, 3] - extents[:, 1]) * context
+    side = np.ceil(np.maximum(side, MIN_WINDOW))
+    limits = np.array([width, height], np.float64)
+    size = np.minimum(side[:, None], limits)  # (N, 2): window width, height
+    start = np.clip(np.floor(centre - size / 2), 0, limits - size)
+    return np.concatenate([start, start + size], axis=1).astype(np.int64)
+
+
+@torch.inference_mode()
+def segment_zoomed(
+    sam: Sam,
+    image: ImageSource,
+    prompts: Prompts | None = None,
+    *,
+    boxes: Any = None,
+    points: Any = None,
+    point_labels: Any = None,
+    extents: Any = None,
+    multimask: bool = False,
+    refine: bool = True,
+    context: float = ZOOM_CONTEXT,
+    embedding: ImageEmbedding | None = None,
+) -> MaskPrediction:
+    """Like :meth:`Sam.segment`, but each object is encoded and decoded in its own window.
+
+    Args:
+        sam: a loaded model.
+        image: a path, PIL image or ``(H, W, 3) uint8`` RGB array (:func:`composeseg.load_image`).
+        prompts, boxes, points, point_labels: as :meth:`Sam.segment`, pixels of ``image``.
+            Mask inputs are refused: low-resolution logits of the whole image cannot be moved
+            into a window without losing the detail the window is for.
+        extents: ``(N, 4)`` xyxy boxes that each object covers, to place the windows. Default:
+            the prompt box where there is one; else the union of the 3 candidate masks of a
+            first pass on the whole image. The object's foreground and background points are
+            always added, so every point lies inside its window.
+        multimask: return SAM's 3 candidates per object.
+        refine: decode once more in the window with the first mask's logits as mask prompt (single
+            mask only); ``InstanceSegmentation``'s refinement, done where the detail is.
+        context: window side over the extent's longer side (:func:`zoom_windows`).
+        embedding: this image's embedding, when the caller has one: used for the first pass
+            and for windows that cover the whole image, instead of encoding it again.
+
+    Returns:
+        A :class:`MaskPrediction` as :meth:`Sam.segment`'s: ``masks (N, K, H, W) bool`` in the
+        pixels of ``image`` (nothing outside each window), ``scores (N, K)`` predicted IoU in
+        the window, and ``logits (N, K, M, M)`` resampled into the whole image's frame, so
+        they can be passed back as ``mask_input`` to :meth:`Sam.segment` (coarser than the
+        masks: that is the whole image's logit grid).
+    """
+    from composeseg.sam import fit_to_image
+
+    rgb = load_image(image)
+    size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    batch = fit_to_image(
+        as_prompts(prompts, boxes=boxes, points=points, point_labels=point_labels), size
+    )
+    if batch.mask_input is not None:
+        raise ValueError("segment_zoomed takes no mask_input: windows need prompts in pixels")
+    if embedding is not None and embedding.original_size != size:
+        raise ValueError(
+            f"embedding is of a {embedding.original_size} image, not the {size} image given"
+        )
+    k = 3 if multimask else 1
+    count = len(batch)
+    masks = np.zeros((count, k, *size), bool)
+    scores = np.zeros((count, k), np.float32)
+    logits = np.zeros((count, k, sam.backend.mask_size, sam.backend.mask_size), np.float32)
+    if not count:
+        return MaskPrediction(masks, scores, logits, batch, size)
+
+    def whole() -> ImageEmbedding:
+        nonlocal embedding
+        embedding = embedding if embedding is not None else sam.embed(rgb)
+        return embedding
+
+    windows = zoom_windows(_extents(sam, batch, extents, whole, size), size, context)
+    full = np.array([0, 0, size[1], size[0]])
+    for start in range(0, count, _ENCODE_BATCH):
+        rows = range(start, min(start + _ENCODE_BATCH, count))
+        crops = [
+            None
+            if (windows[i] == full).all()
+            else rgb[windows[i][1] : windows[i][3], windows[i][0] : windows[i][2]]
+            for i in rows
+        ]
+        encoded = iter(sam.embed_batch([c for c in crops if c is not None]))
+        for i, crop in zip(rows, crops, strict=True):
+            local_embedding = whole() if crop is None else next(encoded)
+            local = _shifted(batch[i], windows[i][:2])
+            prediction = sam.segment(local_embedding, local, multimask=multimask)
+            if refine and not multimask:
+                prediction = sam.segment(
+                    local_embedding, local.replace(mask_input=prediction.logits[:, 0])
+                )
+            x0, y0, x1, y1 = windows[i]
+            masks[i, :, y0:y1, x0:x1] = prediction.dense()[0]
+            scores[i] = prediction.scores[0]
+            logits[i] = _to_whole_frame(
+                sam, prediction.logits[0], local_embedding, windows[i], size
+            )
+    return MaskPrediction(masks, scores, logits, batch, size)
+
+
+def _extents(
+    sam: Sam, batch: Prompts, extents: Any, whole: Any, size: tuple[int, int]
+) -> np.ndarray:
+    """``(N, 4)`` boxes that each window must hold: the given extents, else a first pass's
+    candidates where there is no prompt box; the prompt boxes and used points always."""
+    lows, highs = [], []  # (N, 2) corners to take the min / max of
+    if extents is not None:
+        given = np.asarray(extents, np.float64)
+        if given.shape != (len(batch), 4) or not np.isfinite(given).all():
+            raise ValueError(
+                f"extents must be ({len(batch)}, 4) finite xyxy boxes, got shape {given.shape}"
+            )
+        lows.append(given[:, :2])
+        highs.append(given[:, 2:])
+    elif batch.boxes is None:
+        union = np.any(sam.segment(whole(), batch, multimask=True).dense(), axis=1)
+        found = np.any(union.reshape(len(batch), -1), axis=1)[:, None]
+        first = tight_boxes(union).astype(np.float64)
+        lows.append(np.where(found, first[:, :2], np.inf))  # nothing found: the points alone
+        highs.append(np.where(found, first[:, 2:], -np.inf))
+    if batch.boxes is not None:
+        lows.append(batch.boxes[:, :2].astype(np.float64))
+        highs.append(batch.boxes[:, 2:].astype(np.float64))
+    if batch.points is not None and batch.point_labels is not None:
+        used = (batch.point_labels != PADDING)[..., None]
+        points = batch.points.astype(np.float64)
+        lows.append(np.where(used, points, np.inf).min(axis=1))
+        highs.append(np.where(used, points + 1, -np.inf).max(axis=1))
+    boxes = np.concatenate([np.min(lows, axis=0), np.max(highs, axis=0)], axis=1)
+    return np.clip(boxes, 0, [size[1], size[0], size[1], size[0]])
+
+
+def _shifted(prompts: Prompts, origin: np.ndarray) -> Prompts:
+    """One object's prompts moved into its window's pixels."""
+    offset = origin.astype(np.float32)
+    changes: dict[str, Any] = {}
+    if prompts.boxes is not None:
+        changes["boxes"] = prompts.boxes - np.tile(offset, 2)
+    if prompts.points is not None:
+        changes["points"] = prompts.points - offset
+    return prompts.replace(**changes)
+
+
+def _to_whole_frame(
+    sam: Sam,
+    window_logits: np.ndarray,
+    window_embedding: ImageEmbedding,
+    window: np.ndarray,
+    size: tuple[int, int],
+) -> np.ndarray:
+    """``(K, M, M)`` logits of a window -> ``(K, M, M)`` logits in the whole image's frame:
+    up to the window's pixels, pasted into the image (background elsewhere), then down into
+    the model frame the way :meth:`Sam.embed` resizes and pads the whole image."""
+    frame, mode, m = sam.image_size, sam.backend.resize_mode, sam.backend.mask_size
+    dense = upscale_logits(
+        torch.from_numpy(window_logits[None]),
+        frame,
+        window_embedding.input_size,
+        window_embedding.original_size,
+        mode,
+    )[0]
+    canvas = torch.full((len(window_logits), *size), _OUTSIDE)
+    x0, y0, x1, y1 = (int(v) for v in window)
+    canvas[:, y0:y1, x0:x1] = dense
+    h, w = resized_shape(size, frame, mode)
+    resized = F.interpolate(canvas[None], (h, w), mode="area")
+    padded = F.pad(resized, (0, frame - w, 0, frame - h), value=_OUTSIDE)
+    return F.interpolate(padded, (m, m), mode="area")[0].numpy()
