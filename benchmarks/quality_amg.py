@@ -11,6 +11,7 @@ detectors fire on texture while SAM's edges should follow objects. Prints one Ma
     python benchmarks/quality_amg.py                        # the embedded demo model
     python benchmarks/quality_amg.py --sam DIR --scenes 4 --points-per-side 8   # quick check
     python benchmarks/quality_amg.py --family independent --edges-only   # another generator
+    python benchmarks/quality_amg.py --family independent --split validation   # for choosing
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,6 +37,13 @@ def main(argv: list[str] | None = None) -> None:
         help="textured scenes of the training generator (in-distribution) or the independent "
         "family's test split (other shapes, looks and sizes; --size does not apply)",
     )
+    parser.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="split of --family independent: test for reported figures, validation for "
+        "choosing settings",
+    )
     parser.add_argument("--edges-only", action="store_true", help="skip the proposals table")
     args = parser.parse_args(argv)
 
@@ -49,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.family == "independent":
         from composeseg.synthetic.independent import generate_independent_scene, independent_seeds
 
-        scenes = [generate_independent_scene(s) for s in independent_seeds("test", args.scenes)]
+        seeds = independent_seeds(args.split, args.scenes)
+        scenes = [generate_independent_scene(s) for s in seeds]
     else:
         config = SceneConfig.textured(height=args.size, width=args.size)
         seeds = range(EVALUATION_SEED_START, EVALUATION_SEED_START + args.scenes)
@@ -70,12 +80,26 @@ def main(argv: list[str] | None = None) -> None:
 
     truths = [s.boundaries() for s in scenes]
     rows = []
-    weighted = EdgeDetection(sam, weight_by_iou=True, **grid)
-    detectors = (
-        ("SAM (EdgeDetection)", edges),
-        ("SAM (EdgeDetection, weight_by_iou)", weighted),
-        ("Sobel", sobel_edges),
+    own = f"{sam.upsampling} maps"
+    detectors: tuple[tuple[str, Any], ...] = (
+        (f"SAM (EdgeDetection, {own})", edges),
+        (
+            f"SAM (EdgeDetection, weight_by_iou, {own})",
+            EdgeDetection(sam, weight_by_iou=True, **grid),
+        ),
     )
+    if sam.upsampling != "bilinear":  # the paper's maps, measured beside the model's own
+        detectors += (
+            (
+                "SAM (EdgeDetection, bilinear maps)",
+                EdgeDetection(sam, upsampling="bilinear", **grid),
+            ),
+            (
+                "SAM (EdgeDetection, weight_by_iou, bilinear maps)",
+                EdgeDetection(sam, upsampling="bilinear", weight_by_iou=True, **grid),
+            ),
+        )
+    detectors += (("Sobel", sobel_edges),)
     for name, detector in detectors:
         start = time.perf_counter()
         maps = [detector(s.image) for s in scenes]
@@ -86,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.perf_counter() - start
     rows.append(("Canny (16 settings)", edge_f_measure(maps, truths, thresholds=16), seconds))
 
-    what = "independent-family" if args.family == "independent" else "textured"
+    what = f"independent-family ({args.split})" if args.family == "independent" else "textured"
     print(f"model: {sam.name}; {len(scenes)} {what} scenes")
     if not args.edges_only:
         print("\n| proposals | AR@100 | AR@1000 | ARs | ARm | ARl | s / image |")

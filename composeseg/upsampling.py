@@ -45,12 +45,14 @@ def check_upsampling(upsampling: str) -> Upsampling:
     return upsampling  # type: ignore[return-value]
 
 
-def guided_radius(original_size: tuple[int, int], mask_size: int) -> int:
-    """Window radius in original-image pixels: :data:`GUIDED_CELLS` logit cells, at least 1.
+def guided_radius(
+    original_size: tuple[int, int], mask_size: int, cells: float = GUIDED_CELLS
+) -> int:
+    """Window radius in original-image pixels: ``cells`` logit cells, at least 1.
 
     ``mask_size`` is the side M of the model's square ``(M, M)`` low-resolution logits.
     """
-    return max(1, round(GUIDED_CELLS * max(original_size) / mask_size))
+    return max(1, round(cells * max(original_size) / mask_size))
 
 
 def guided_refine(

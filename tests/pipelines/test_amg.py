@@ -13,6 +13,7 @@ import composeseg.pipelines.amg as amg
 from composeseg import rle as rle_codec
 from composeseg.pipelines import amg_utils
 from composeseg.pipelines.amg import AutomaticMaskGenerator
+from composeseg.pipelines.amg_data import MaskSet
 from composeseg.pipelines.edges import EdgeDetection, canny_edges, postprocess_edges, sobel_edges
 from composeseg.pipelines.proposals import ObjectProposals
 from composeseg.rle import decode as rle_to_mask
@@ -151,6 +152,63 @@ def test_edge_weights_follow_the_predicted_iou(tiny_sam, rgb_image: np.ndarray) 
     assert first.any()
     np.testing.assert_allclose(weighted.mask_edges(masks, size), first, atol=1e-6)
     assert not np.allclose(expected, first)
+
+
+def offset_disc(sam) -> tuple[np.ndarray, np.ndarray, MaskSet]:  # type: ignore[no-untyped-def]
+    """A disc on a square image of the model's frame, and a mask of it whose low-res logits
+    sit one logit cell (4 px) to the right: what a coarse decoder gets wrong."""
+    import torch.nn.functional as F
+
+    size = sam.image_size
+    yy, xx = np.mgrid[:size, :size]
+    truth = (yy - 0.47 * size) ** 2 + (xx - 0.52 * size) ** 2 <= (0.2 * size) ** 2
+    image = np.full((size, size, 3), 90, np.uint8)
+    image[truth] = (230, 140, 30)
+    cell = size // sam.backend.mask_size
+    low = F.avg_pool2d(torch.from_numpy(truth.astype(np.float32))[None, None], cell)[0]
+    one = np.zeros((1, 4), np.float32)
+    masks = MaskSet(
+        rles=[{}],
+        frames=one.astype(np.int64),
+        boxes=one,
+        iou=np.ones(1, np.float32),
+        stability=np.ones(1, np.float32),
+        points=np.zeros((1, 2), np.float32),
+        crop_boxes=one.astype(np.int64),
+        logits=torch.roll(30 * (low - 0.5), 1, dims=2),
+        input_sizes=np.array([[size, size]]),
+    )
+    return image, truth, masks
+
+
+def test_guided_edges_land_on_the_object_edge(tiny_sam) -> None:  # type: ignore[no-untyped-def]
+    import cv2
+
+    image, truth, masks = offset_disc(tiny_sam)
+    kernel = np.ones((3, 3), np.uint8)
+    band = cv2.dilate(truth.astype(np.uint8), kernel) != cv2.erode(truth.astype(np.uint8), kernel)
+    on_edge = {}
+    for upsampling in ("bilinear", "guided"):
+        pipe = EdgeDetection(tiny_sam, upsampling=upsampling, nms=False, thin=False)
+        assert pipe.guided == (upsampling == "guided")
+        edges = pipe.mask_edges(masks, truth.shape, image=image)
+        on_edge[upsampling] = edges[band].sum() / edges.sum()
+    # the paper's bilinear map keeps the decoder's offset; the refit moves onto the disc
+    assert on_edge["bilinear"] < 0.5 and on_edge["guided"] > 0.95, on_edge
+
+
+def test_guided_edges_follow_the_model_and_need_the_image(tiny_sam) -> None:  # type: ignore[no-untyped-def]
+    from composeseg.sam import Sam
+
+    guided_sam = Sam(tiny_sam.backend, device=tiny_sam.device, upsampling="guided")
+    assert EdgeDetection(guided_sam, nms=False, thin=False).guided
+    assert not EdgeDetection(guided_sam, upsampling="bilinear", nms=False, thin=False).guided
+    assert not EdgeDetection(tiny_sam, nms=False, thin=False).guided
+    _, truth, masks = offset_disc(tiny_sam)
+    with pytest.raises(ValueError, match=r"guided edges need the \(128, 128, 3\) image"):
+        EdgeDetection(guided_sam, nms=False, thin=False).mask_edges(masks, truth.shape)
+    with pytest.raises(ValueError, match="upsampling must be one of"):
+        EdgeDetection(tiny_sam, upsampling="bicubic")
 
 
 def test_edge_postprocessing_thins_a_step_to_one_line() -> None:
