@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/bench_zoom.py                        # demo SAM, 40 validation scenes
     python benchmarks/bench_zoom.py --split test --scenes 200 --contexts 4 6 8
-    python benchmarks/bench_zoom.py --scenes 1 --picture examples/zoom.jpg
+    python benchmarks/bench_zoom.py --scenes 1 --contexts 5 --picture examples/zoom.jpg
 
 Every object of the independent family's scenes (never trained on) gets its tight
 ground-truth box. The peer is ``Sam.segment`` on the whole image (encode once, decode all
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--sam", default=None, help="model source (default: the demo SAM)")
     parser.add_argument("--scenes", type=int, default=40)
     parser.add_argument("--split", choices=("validation", "test"), default="validation")
-    parser.add_argument("--contexts", type=float, nargs="+", default=[6.0])
+    parser.add_argument("--contexts", type=float, nargs="+", default=[5.0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--picture", type=Path, help="draw the first scene: the peer against the last context"

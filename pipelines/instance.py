@@ -49,7 +49,7 @@ class InstanceConfig:
             predicted IoU is poorly calibrated) or ``"largest"``.
         min_mask_area: drop objects whose final mask has fewer pixels (0 keeps empty masks).
         zoom: segment each object in its own window, ``zoom`` times its box, enlarged to the
-            model's input (:mod:`composeseg.zoom`; 6 is its default): much better masks for
+            model's input (:mod:`composeseg.zoom`; 5 is its default): much better masks for
             small objects, one encoder pass per object. None: one pass for the whole image.
             With ``multimask`` the candidate is chosen by score and not refined.
     """

@@ -42,7 +42,7 @@ def add_zoom_option(parser: argparse.ArgumentParser) -> None:
         type=_zoom_factor,
         default=None,
         metavar="CONTEXT",
-        help="segment each object in its own window, CONTEXT times its box (6 suits the demo "
+        help="segment each object in its own window, CONTEXT times its box (5 suits the demo "
         "model), enlarged to the model's input: better masks for small objects, one encoder "
         "pass per object (composeseg.zoom). Default: one pass for the whole image",
     )

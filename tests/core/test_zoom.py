@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from composeseg.zoom import MIN_WINDOW, segment_zoomed, zoom_windows
+from composeseg.zoom import MIN_WINDOW, ZOOM_CONTEXT, segment_zoomed, zoom_windows
 
 
 def test_windows_are_squares_about_the_box_kept_inside_the_image() -> None:
@@ -78,6 +78,34 @@ def test_point_windows_hold_the_points(tiny_sam: Any, rgb_image: np.ndarray) -> 
     assert prediction.dense().shape == (1, 1, 90, 140)
 
 
+def test_a_guided_model_refits_each_window_with_a_wider_reach(
+    tiny_sam: Any, rgb_image: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import composeseg.zoom as zoom
+    from composeseg.sam import Sam
+    from composeseg.upsampling import guided_radius
+
+    guided = Sam(tiny_sam.backend, device=tiny_sam.device, upsampling="guided")
+    seen: list[tuple[tuple[int, ...], int]] = []
+    refine = zoom.guided_refine
+
+    def recording(logits: np.ndarray, image: np.ndarray, radius: int, **kwargs: Any) -> Any:
+        seen.append((image.shape, radius))
+        return refine(logits, image, radius, **kwargs)
+
+    monkeypatch.setattr(zoom, "guided_refine", recording)
+    box = np.array([[30, 20, 60, 40]], np.float32)
+    guided_masks = segment_zoomed(guided, rgb_image, boxes=box, context=2).dense()
+    x0, y0, x1, y1 = zoom_windows(box, (90, 140), 2)[0]
+    window = (int(y1 - y0), int(x1 - x0))
+    # the window's own pixels guide the refit, reaching ZOOM_GUIDED_CELLS logit cells
+    radius = guided_radius(window, tiny_sam.backend.mask_size, zoom.ZOOM_GUIDED_CELLS)
+    assert seen == [((*window, 3), radius)]
+    assert radius > guided_radius(window, tiny_sam.backend.mask_size)
+    bilinear_masks = segment_zoomed(tiny_sam, rgb_image, boxes=box, context=2).dense()
+    assert len(seen) == 1 and not np.array_equal(guided_masks, bilinear_masks)
+
+
 def test_logits_go_back_into_the_whole_image(tiny_sam: Any, rgb_image: np.ndarray) -> None:
     box = np.array([[30, 20, 100, 60]], np.float32)
     zoomed = segment_zoomed(tiny_sam, rgb_image, boxes=box, context=1.5)
@@ -130,7 +158,7 @@ def test_zoom_helps_the_demo_model_on_unseen_scenes() -> None:
         samples = scene_instances(independent_seeds("validation", 6), family="independent")
         return point_prompt_miou(sam, samples, zoom=zoom)
 
-    plain, zoomed = metrics(None), metrics(6.0)
-    assert zoomed.zoom == 6.0 and plain.zoom is None
+    plain, zoomed = metrics(None), metrics(ZOOM_CONTEXT)
+    assert zoomed.zoom == ZOOM_CONTEXT and plain.zoom is None
     assert zoomed.box > plain.box + 0.05, (plain, zoomed)
     assert zoomed.interactive > plain.interactive + 0.03, (plain, zoomed)
