@@ -213,17 +213,18 @@ def _shifted(prompts: Prompts, origin: np.ndarray) -> Prompts:
 def _decode_window(
     sam: Sam,
     embedding: ImageEmbedding,
-    window: np.ndarray,
+    pixels: np.ndarray,
     prompts: Prompts,
     *,
     multimask: bool,
     refine: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One object's decode in its window: ``(K, h, w) float32`` logits at the window's pixels
-    (refitted to them with a guided Sam, at :data:`ZOOM_GUIDED_CELLS`) and ``(K,)`` scores."""
+    """One object's decode in its window (``pixels``, ``(h, w, 3) uint8``, and ``embedding``
+    of them): ``(K, h, w) float32`` logits at those pixels (refitted to them with a guided
+    Sam, at :data:`ZOOM_GUIDED_CELLS`) and ``(K,)`` scores."""
     from composeseg.sam import fit_to_image
 
-    size = (int(window.shape[0]), int(window.shape[1]))
+    size = (int(pixels.shape[0]), int(pixels.shape[1]))
     prompts = fit_to_image(prompts, size)
     low, iou = sam.decode_low_res(embedding, prompts, multimask=multimask)
     if refine and not multimask:
@@ -234,7 +235,7 @@ def _decode_window(
     out = dense.cpu().numpy()
     if sam.upsampling == "guided":
         radius = guided_radius(size, sam.backend.mask_size, ZOOM_GUIDED_CELLS)
-        guided_refine(out, window, radius, out=out)
+        guided_refine(out, pixels, radius, out=out)
     return out, iou[0].float().cpu().numpy()
 
 
