@@ -101,3 +101,19 @@ def upscale_logits(
         logits = F.interpolate(logits, (target, target), mode="bilinear", align_corners=False)
         logits = logits[..., : input_size[0], : input_size[1]]
     return F.interpolate(logits, original_size, mode="bilinear", align_corners=False)
+
+
+def downscale_logits(
+    logits: torch.Tensor,
+    target: int,
+    mask_size: int,
+    mode: ResizeMode,
+    pad_value: float,
+) -> torch.Tensor:
+    """The inverse of :func:`upscale_logits`: ``(B, K, H, W)`` logits at the original size to
+    ``(B, K, M, M)`` low-res logits of the model frame, area-averaged the way the image is
+    resized (and, for "longest", padded with ``pad_value``) into the ``target`` frame."""
+    h, w = resized_shape((logits.shape[-2], logits.shape[-1]), target, mode)
+    resized = F.interpolate(logits.float(), (h, w), mode="area")
+    padded = F.pad(resized, (0, target - w, 0, target - h), value=pad_value)
+    return F.interpolate(padded, (mask_size, mask_size), mode="area")

@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from composeseg.geometry import tight_boxes
 from composeseg.image import ImageSource, load_image
 from composeseg.prediction import ImageEmbedding, MaskPrediction
 from composeseg.prompts import PADDING, Prompts, as_prompts
-from composeseg.transforms import resized_shape, upscale_logits
+from composeseg.transforms import downscale_logits, upscale_logits
 from composeseg.upsampling import guided_radius, guided_refine
 
 if TYPE_CHECKING:
@@ -46,6 +45,14 @@ _OUTSIDE = -20.0  # logit given to pixels outside an object's window: certainly 
 _ENCODE_BATCH = 8  # windows encoded per forward pass
 
 
+def check_context(context: float, name: str = "context") -> float:
+    """``context`` as a float, or ``ValueError``: a window narrower than its object, or not
+    finite, is no window."""
+    if not np.isfinite(context) or context < 1:
+        raise ValueError(f"{name} must be a finite number >= 1, got {context!r}")
+    return float(context)
+
+
 def zoom_windows(
     extents: np.ndarray, image_size: tuple[int, int], context: float = ZOOM_CONTEXT
 ) -> np.ndarray:
@@ -61,8 +68,7 @@ def zoom_windows(
         least :data:`MIN_WINDOW` (or the image's side, if smaller), about each box's centre;
         a window clipped at one border keeps its size by growing into the image.
     """
-    if not np.isfinite(context) or context < 1:
-        raise ValueError(f"context must be a finite number >= 1, got {context!r}")
+    check_context(context)
     extents = np.asarray(extents, np.float64).reshape(-1, 4)
     height, width = image_size
     centre = (extents[:, :2] + extents[:, 2:]) / 2
@@ -243,13 +249,9 @@ def _to_whole_frame(
     sam: Sam, window_logits: np.ndarray, window: np.ndarray, size: tuple[int, int]
 ) -> np.ndarray:
     """``(K, h, w)`` logits at a window's pixels -> ``(K, M, M)`` logits in the whole image's
-    frame: pasted into the image (background elsewhere), then down into the model frame the
-    way :meth:`Sam.embed` resizes and pads the whole image."""
-    frame, mode, m = sam.image_size, sam.backend.resize_mode, sam.backend.mask_size
+    frame: pasted into the image (background elsewhere), then down into the model frame."""
     canvas = torch.full((len(window_logits), *size), _OUTSIDE)
     x0, y0, x1, y1 = (int(v) for v in window)
     canvas[:, y0:y1, x0:x1] = torch.from_numpy(window_logits)
-    h, w = resized_shape(size, frame, mode)
-    resized = F.interpolate(canvas[None], (h, w), mode="area")
-    padded = F.pad(resized, (0, frame - w, 0, frame - h), value=_OUTSIDE)
-    return F.interpolate(padded, (m, m), mode="area")[0].numpy()
+    frame, mode, m = sam.image_size, sam.backend.resize_mode, sam.backend.mask_size
+    return downscale_logits(canvas[None], frame, m, mode, _OUTSIDE)[0].numpy()

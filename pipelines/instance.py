@@ -69,8 +69,9 @@ class InstanceConfig:
         if self.min_mask_area < 0:
             raise ValueError(f"min_mask_area must be >= 0, got {self.min_mask_area}")
         if self.zoom is not None:
-            if not np.isfinite(self.zoom) or self.zoom < 1:
-                raise ValueError(f"zoom must be a finite number >= 1 or None, got {self.zoom!r}")
+            from composeseg.zoom import check_context
+
+            check_context(self.zoom, "zoom")
             if self.multimask and self.mask_selection != "score":
                 raise ValueError(
                     f"zoom picks multimask candidates by score; mask_selection="

@@ -409,6 +409,7 @@ def load_onnx_sam(
     """
     from composeseg.extras import require
     from composeseg.sam import Sam
+    from composeseg.upsampling import check_upsampling
 
     require("onnxruntime", extra=EXTRA, purpose="running an ONNX export")
     require("onnx", extra=EXTRA, purpose="running an ONNX export")
@@ -426,5 +427,5 @@ def load_onnx_sam(
         dtype=torch.float32,
         decode_batch_size=decode_batch_size,
         name=f"{directory} (ONNX {manifest.precision}, {manifest.name})",
-        upsampling=upsampling or manifest.upsampling,  # type: ignore[arg-type]
+        upsampling=upsampling or check_upsampling(manifest.upsampling),
     )

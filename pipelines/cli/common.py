@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from composeseg.upsampling import UPSAMPLINGS
+
 if TYPE_CHECKING:
     import supervision as sv
 
@@ -28,7 +30,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype")
     parser.add_argument(
         "--upsampling",
-        choices=("bilinear", "guided"),
+        choices=UPSAMPLINGS,
         default=None,
         help="low-res logits to masks: bilinear (Meta's) or guided (refitted to the image's "
         "edges; composeseg.upsampling). Default: the model's own (the demo model: guided), "
