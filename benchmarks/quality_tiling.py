@@ -201,17 +201,19 @@ def picture(args: argparse.Namespace, results: dict[str, Any]) -> None:
     x0, y0 = window
     panels = []
     for method in ("untiled", "tiled"):
-        crop = image[y0 : y0 + 400, x0 : x0 + 400].copy()
-        overlay = crop.copy()
+        crop = image[y0 : y0 + 400, x0 : x0 + 400]
+        # outlines, not tints: a tint over a shape of similar colour hides whether it has a mask
+        panel = cv2.resize(crop // 2, (600, 600), interpolation=cv2.INTER_NEAREST)
         rng = np.random.default_rng(0)
         for record in results[method]["records"]:
             x, y, w, h = _bbox(record["segmentation"])
             if x + w < x0 or x > x0 + 400 or y + h < y0 or y > y0 + 400:
                 continue
             mask = rle.decode(record["segmentation"])[y0 : y0 + 400, x0 : x0 + 400]
-            overlay[mask] = rng.integers(60, 256, 3)
-        panel = cv2.addWeighted(crop, 0.35, overlay, 0.65, 0)
-        panel = cv2.resize(panel, (600, 600), interpolation=cv2.INTER_NEAREST)
+            big = cv2.resize(mask.astype(np.uint8), (600, 600), interpolation=cv2.INTER_NEAREST)
+            contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            colour = tuple(int(c) for c in rng.integers(120, 256, 3))
+            cv2.drawContours(panel, contours, -1, colour, 2)
         cv2.putText(panel, method, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2)
         panels.append(panel)
     strip = np.concatenate([panels[0], np.full((600, 8, 3), 255, np.uint8), panels[1]], axis=1)
