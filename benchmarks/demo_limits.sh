@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What limits the demo SAM on the independent family: more training, more depth or more pixels?
 #
-#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]   # default: /work/demo_limits, all five
+#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]   # default: /work/demo_limits, all seven
 #
 # Each experiment continues the packaged weights with stage 4's data and schedule shape
 # (benchmarks/train_demo.sh; 1,800 steps, seed 5), changing one thing:
@@ -9,21 +9,25 @@
 #   deeper  4 more encoder blocks that start as identities (--add-encoder-layers 4);
 #   pixels  a 640 px input frame (--image-size 640; 1,200 steps);
 #   faster  four times the learning rate (--lr 8e-4, 100 warm-up steps);
-#   randomised  randomised scenes only, none of the training generator's (--randomized 1.0).
+#   randomised  randomised scenes only, none of the training generator's (--randomized 1.0);
+#   short   the same model on a 900-step schedule (the control of zoomcrops);
+#   zoomcrops  half of the training images replaced by windows around one object, 3-8 times
+#           its size, as zoomed prompting sees them (--zoom-crops 0.5; 900 steps).
 # Every 300 steps the run is cut (--stop-after, which keeps the whole run's schedule, so the
 # resumed run is the same run), its weights are copied out and scored on the independent
-# family's validation split (40 scenes; box, 1 point best of 3, 3 interactive points), and a
-# table of every score is printed. Reruns skip what is scored. One torch thread per run; the
+# family's validation split (40 scenes; box, 1 point best of 3, 3 interactive points), on the
+# whole image and zoomed (--zoom 5, in OUTDIR/zoom5), and a table of every score is printed.
+# Snapshots keep the packaged config, so they draw guided masks when it names them. Reruns skip what is scored. One torch thread per run; the
 # experiments are independent, so two invocations can run two at once on two cores.
 # Measured on 2 CPU cores: more, faster and randomised ~70 min each, deeper ~90 min, pixels
-# ~80 min (two at a time).
+# ~80 min, short and zoomcrops ~40 min (two at a time).
 set -euo pipefail
 OUT="${1:-/work/demo_limits}"
 shift || true
-EXPERIMENTS=("${@:-more deeper pixels faster randomised}")
+EXPERIMENTS=("${@:-more deeper pixels faster randomised short zoomcrops}")
 PYTHON="${PYTHON:-python}"
 START="$OUT/start"
-mkdir -p "$OUT"
+mkdir -p "$OUT/zoom5"
 [ -d "$START" ] || cp -r "$("$PYTHON" -c 'from composeseg.loading import DEMO_MODEL_DIR; print(DEMO_MODEL_DIR)')" "$START"
 
 run() {  # run NAME STEPS [extra train flags...]: train, cutting and scoring every 300 steps
@@ -31,7 +35,7 @@ run() {  # run NAME STEPS [extra train flags...]: train, cutting and scoring eve
     shift 2
     for cut in $(seq 300 300 "$steps"); do
         local snap="$OUT/$name-$cut"
-        [ -f "$snap.json" ] && continue
+        [ -f "$snap.json" ] && [ -f "$OUT/zoom5/$name-$cut.json" ] && continue
         "$PYTHON" -m composeseg.pipelines.cli train --synthetic --randomized 0.45 \
             --dense-layouts --init "$START" -o "$OUT/$name" --resume --no-progress \
             --steps "$steps" --batch-images 4 --prompts-per-image 6 --interactive-rounds 2 \
@@ -42,6 +46,9 @@ run() {  # run NAME STEPS [extra train flags...]: train, cutting and scoring eve
         "$PYTHON" -m composeseg.pipelines.cli eval points --synthetic 40 \
             --family independent --split validation --sam "$snap" --device cpu \
             -o "$snap.json" > /dev/null
+        "$PYTHON" -m composeseg.pipelines.cli eval points --synthetic 40 \
+            --family independent --split validation --sam "$snap" --device cpu \
+            --zoom 5 -o "$OUT/zoom5/$name-$cut.json" > /dev/null
     done
 }
 
@@ -53,7 +60,10 @@ for experiment in ${EXPERIMENTS[*]}; do
         pixels) run pixels 1200 --image-size 640 ;;
         faster) run faster 1800 --lr 8e-4 --warmup-steps 100 ;;
         randomised) run randomised 1800 --randomized 1.0 ;;
-        *) echo "unknown experiment $experiment (more, deeper, pixels, faster, randomised)" >&2; exit 2 ;;
+        short) run short 900 ;;
+        zoomcrops) run zoomcrops 900 --zoom-crops 0.5 ;;
+        *) echo "unknown experiment $experiment (more, deeper, pixels, faster, randomised," \
+               "short, zoomcrops)" >&2; exit 2 ;;
     esac
 done
 "$PYTHON" - "$OUT" ${EXPERIMENTS[*]} <<'PY'
@@ -62,11 +72,14 @@ import sys
 from pathlib import Path
 
 out = Path(sys.argv[1])
-print("| experiment | step | box | 1 point, best of 3 | 3 points |\n|---|---|---|---|---|")
+KEYS = ("box", "one_point_oracle", "interactive")
+print("| experiment | step | box | 1 point, best of 3 | 3 points | zoom 5: box | 1 point | 3 points |")
+print("|---|---|---|---|---|---|---|---|")
 for name in sys.argv[2:]:
     for path in sorted(out.glob(f"{name}-*.json"), key=lambda p: int(p.stem.rsplit("-", 1)[1])):
-        d = json.loads(path.read_text())
-        step = path.stem.rsplit("-", 1)[1]
-        print(f"| {name} | {step} | {d['box']:.3f} | {d['one_point_oracle']:.3f} | "
-              f"{d['interactive']:.3f} |")
+        zoomed = out / "zoom5" / path.name
+        scores = [json.loads(path.read_text())]
+        scores += [json.loads(zoomed.read_text())] if zoomed.is_file() else []
+        cells = [f"{d[k]:.3f}" for d in scores for k in KEYS] + ["–"] * (3 * (2 - len(scores)))
+        print(f"| {name} | {path.stem.rsplit('-', 1)[1]} | " + " | ".join(cells) + " |")
 PY

@@ -36,6 +36,9 @@ class TrainConfig:
         freeze_image_encoder: train prompt encoder + decoder only, on cached embeddings.
         augment: random scale / aspect / crop of each training image (ignored when frozen,
             since cached embeddings need fixed images).
+        zoom_crops: with ``augment``, the share of training images replaced by a window
+            around one object, enlarged to the input as :mod:`composeseg.zoom` does
+            (:func:`composeseg.train.data.augment`).
         val_every: steps between validations (0: only at the end).
         val_images: images used for validation.
         checkpoint_every: steps between checkpoints (0: only at the end).
@@ -61,6 +64,7 @@ class TrainConfig:
     iou_weight: float = 1.0
     freeze_image_encoder: bool = False
     augment: bool = True
+    zoom_crops: float = 0.0
     val_every: int = 200
     val_images: int = 16
     checkpoint_every: int = 100
@@ -83,7 +87,13 @@ class TrainConfig:
             low = 1 if name in positive else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        fractions = ("box_probability", "box_noise_std", "box_noise_max", "min_lr_ratio")
+        fractions = (
+            "box_probability",
+            "box_noise_std",
+            "box_noise_max",
+            "min_lr_ratio",
+            "zoom_crops",
+        )
         for name in fractions:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

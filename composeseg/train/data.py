@@ -213,12 +213,24 @@ class CocoSource:
         return [self.sample(i) for i in (ids or self._image_ids)[:count]]
 
 
-def augment(sample: TrainSample, rng: np.random.Generator) -> TrainSample:
+ZOOM_CROP_CONTEXT = (3.0, 8.0)
+"""Range of a zoom crop's side over its object's longer side (inference's default: 5)."""
+
+
+def augment(sample: TrainSample, rng: np.random.Generator, zoom: float = 0.0) -> TrainSample:
     """Random crop: area 35–100 % of the image, aspect ratio log-uniform in [1/2, 2].
 
     Half of the samples are returned unchanged. Masks smaller than ``MIN_MASK_PIXELS`` after
     the crop are dropped; if none is left the sample is returned unchanged.
+
+    With ``zoom`` > 0 that share of samples is instead a zoom crop: the square window that
+    :func:`composeseg.zoom.zoom_windows` draws around one random instance, its side
+    :data:`ZOOM_CROP_CONTEXT` times the object's, so the model also learns objects enlarged
+    to its input as zoomed prompting shows them. ``zoom=0`` draws exactly the random numbers
+    it always did, so earlier runs reproduce.
     """
+    if zoom and len(sample.masks) and rng.random() < zoom:
+        return _zoom_crop(sample, rng)
     if rng.random() < 0.5:
         return sample
     height, width = sample.image.shape[:2]
@@ -228,11 +240,28 @@ def augment(sample: TrainSample, rng: np.random.Generator) -> TrainSample:
     crop_h = int(min(height, max(16, round(np.sqrt(area / aspect)))))
     y0 = int(rng.integers(0, height - crop_h + 1))
     x0 = int(rng.integers(0, width - crop_w + 1))
-    masks = sample.masks[:, y0 : y0 + crop_h, x0 : x0 + crop_w]
+    return _cropped(sample, (x0, y0, x0 + crop_w, y0 + crop_h))
+
+
+def _zoom_crop(sample: TrainSample, rng: np.random.Generator) -> TrainSample:
+    from composeseg.geometry import tight_boxes
+    from composeseg.zoom import zoom_windows
+
+    target = int(rng.integers(len(sample.masks)))
+    context = rng.uniform(*ZOOM_CROP_CONTEXT)
+    extent = tight_boxes(sample.masks[target : target + 1])
+    x0, y0, x1, y1 = (int(v) for v in zoom_windows(extent, sample.image.shape[:2], context)[0])
+    return _cropped(sample, (x0, y0, x1, y1))
+
+
+def _cropped(sample: TrainSample, window: tuple[int, int, int, int]) -> TrainSample:
+    """``sample`` cut to the xyxy ``window``, without the masks it leaves too small."""
+    x0, y0, x1, y1 = window
+    masks = sample.masks[:, y0:y1, x0:x1]
     keep = masks.reshape(len(masks), -1).sum(1) >= MIN_MASK_PIXELS
     if not keep.any():
         return sample
-    image = np.ascontiguousarray(sample.image[y0 : y0 + crop_h, x0 : x0 + crop_w])
+    image = np.ascontiguousarray(sample.image[y0:y1, x0:x1])
     return TrainSample(image, np.ascontiguousarray(masks[keep]), sample.key)
 
 

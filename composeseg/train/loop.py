@@ -163,7 +163,7 @@ def _batch(
     rng = np.random.default_rng([config.seed, step])
     samples: list[TrainSample] = [source.train_sample(rng) for _ in range(config.batch_images)]
     if config.augment and not config.freeze_image_encoder:
-        samples = [augment(s, rng) for s in samples]
+        samples = [augment(s, rng, config.zoom_crops) for s in samples]
     return [prepare(s, size) for s in samples], rng
 
 

@@ -118,6 +118,14 @@ def register(subparsers: Any) -> None:
         )
     hyper.add_argument("--no-augment", action="store_true", help="no random crops")
     hyper.add_argument(
+        "--zoom-crops",
+        type=float,
+        default=_DEFAULTS.zoom_crops,
+        metavar="SHARE",
+        help="share of training images replaced by a window around one object, 3-8 times its "
+        "size, as zoomed prompting (--zoom) sees it (default 0)",
+    )
+    hyper.add_argument(
         "--save-dtype", choices=("float32", "float16"), default="float32", help="exported weights"
     )
     parser.set_defaults(handler=run)
@@ -151,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps,
         freeze_image_encoder=args.freeze_image_encoder,
         augment=not args.no_augment,
+        zoom_crops=args.zoom_crops,
         val_every=args.val_every,
         val_images=args.val_images,
         checkpoint_every=args.checkpoint_every,

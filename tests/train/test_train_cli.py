@@ -58,7 +58,7 @@ def test_training_on_domain_randomised_scenes(tmp_path: Path) -> None:
         "train", "--synthetic", "--randomized", "1", "--dense-layouts", "--model-config", "tiny",
         "-o", str(out),
         "--steps", "2", "--batch-images", "1", "--prompts-per-image", "2",
-        "--interactive-rounds", "0", "--val-images", "2", "--no-progress",
+        "--interactive-rounds", "0", "--val-images", "2", "--no-progress", "--zoom-crops", "0.5",
     ]  # fmt: skip
     assert main(argv) == 0
     assert load_sam(out / "model", device="cpu").model is not None
@@ -96,6 +96,7 @@ def test_deepened_encoder_trains_from_the_cli(coco_folder: Path, tmp_path: Path)
             "--synthetic scenes only",
         ),
         (["train", "--synthetic", "--dense-layouts", "-o", "x"], "--randomized scenes only"),
+        (["train", "--synthetic", "--zoom-crops", "2", "-o", "x"], "zoom_crops must be"),
         (["train", "--synthetic", "--add-encoder-layers", "2", "-o", "x"], "needs --init"),
     ],
 )
