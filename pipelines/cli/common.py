@@ -51,13 +51,17 @@ def add_zoom_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _zoom_factor(text: str) -> float:
+    # the bound is zoom.check_context's; argparse reports its failure as a usage error (exit 2)
+    from composeseg.zoom import check_context
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not np.isfinite(value) or value < 1:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 1, got {text}")
-    return value
+    try:
+        return check_context(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 1, got {text}") from None
 
 
 def load_model(args: argparse.Namespace) -> Sam:
