@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What limits the demo SAM on the independent family: more training, more depth or more pixels?
 #
-#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]   # default: /work/demo_limits, all seven
+#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]   # default: /work/demo_limits, all eleven
 #
 # Each experiment continues the packaged weights with stage 4's data and schedule shape
 # (benchmarks/train_demo.sh; 1,800 steps, seed 5), changing one thing:
@@ -12,32 +12,42 @@
 #   randomised  randomised scenes only, none of the training generator's (--randomized 1.0);
 #   short   the same model on a 900-step schedule (the control of zoomcrops);
 #   zoomcrops  half of the training images replaced by windows around one object, 3-8 times
-#           its size, as zoomed prompting sees them (--zoom-crops 0.5; 900 steps).
+#           its size, as zoomed prompting sees them (--zoom-crops 0.5; 900 steps);
+#   widedecoder  the packaged encoder blocks under a new neck, prompt encoder and mask decoder
+#           of 128 channels, twice the packaged width (--decoder-width 128; 1,500 steps at
+#           --lr 4e-4, 100 warm-up steps, since the new modules start from scratch);
+#   newdecoder  its control: the same with new modules of the packaged width (64);
+#   widedecoder2, newdecoder2  1,500 more steps of each from its step-1,500 weights (the
+#           default --lr 2e-4, seed 6: other scenes); run after widedecoder / newdecoder.
+#   The two measured runs drew their new modules with seed 0 and their data with seed 5; here
+#   --seed 5 draws both (composeseg.train.grow.rebuild_decoder takes the run's seed).
 # Every 300 steps the run is cut (--stop-after, which keeps the whole run's schedule, so the
 # resumed run is the same run), its weights are copied out and scored on the independent
 # family's validation split (40 scenes; box, 1 point best of 3, 3 interactive points), on the
 # whole image and zoomed (--zoom 5, in OUTDIR/zoom5), and a table of every score is printed.
-# Snapshots keep the packaged config, so they draw guided masks when it names them. Reruns skip what is scored. One torch thread per run; the
-# experiments are independent, so two invocations can run two at once on two cores.
+# Snapshots keep the packaged config, so they draw guided masks when it names them. Reruns
+# skip what is scored. One torch thread per run; the experiments are independent, so two
+# invocations can run two at once on two cores.
 # Measured on 2 CPU cores: more, faster and randomised ~70 min each, deeper ~90 min, pixels
-# ~80 min, short and zoomcrops ~40 min (two at a time).
+# ~80 min, short and zoomcrops ~40 min, widedecoder ~65 min and newdecoder ~55 min (two at a
+# time).
 set -euo pipefail
 OUT="${1:-/work/demo_limits}"
 shift || true
-EXPERIMENTS=("${@:-more deeper pixels faster randomised short zoomcrops}")
+EXPERIMENTS=("${@:-more deeper pixels faster randomised short zoomcrops widedecoder newdecoder widedecoder2 newdecoder2}")
 PYTHON="${PYTHON:-python}"
 START="$OUT/start"
 mkdir -p "$OUT/zoom5"
 [ -d "$START" ] || cp -r "$("$PYTHON" -c 'from composeseg.loading import DEMO_MODEL_DIR; print(DEMO_MODEL_DIR)')" "$START"
 
-run() {  # run NAME STEPS [extra train flags...]: train, cutting and scoring every 300 steps
-    local name=$1 steps=$2
+run() {  # [INIT=DIR] run NAME STEPS [extra train flags...]: train, cut and score every 300 steps
+    local name=$1 steps=$2 init=${INIT:-$START}
     shift 2
     for cut in $(seq 300 300 "$steps"); do
         local snap="$OUT/$name-$cut"
         [ -f "$snap.json" ] && [ -f "$OUT/zoom5/$name-$cut.json" ] && continue
         "$PYTHON" -m composeseg.pipelines.cli train --synthetic --randomized 0.45 \
-            --dense-layouts --init "$START" -o "$OUT/$name" --resume --no-progress \
+            --dense-layouts --init "$init" -o "$OUT/$name" --resume --no-progress \
             --steps "$steps" --batch-images 4 --prompts-per-image 6 --interactive-rounds 2 \
             --lr 2e-4 --warmup-steps 50 --weight-decay 0.05 --val-every 300 \
             --val-images 16 --checkpoint-every 100 --seed 5 --threads 1 \
@@ -62,8 +72,12 @@ for experiment in ${EXPERIMENTS[*]}; do
         randomised) run randomised 1800 --randomized 1.0 ;;
         short) run short 900 ;;
         zoomcrops) run zoomcrops 900 --zoom-crops 0.5 ;;
+        widedecoder) run widedecoder 1500 --decoder-width 128 --lr 4e-4 --warmup-steps 100 ;;
+        newdecoder) run newdecoder 1500 --decoder-width 64 --lr 4e-4 --warmup-steps 100 ;;
+        widedecoder2) INIT="$OUT/widedecoder-1500" run widedecoder2 1500 --seed 6 ;;
+        newdecoder2) INIT="$OUT/newdecoder-1500" run newdecoder2 1500 --seed 6 ;;
         *) echo "unknown experiment $experiment (more, deeper, pixels, faster, randomised," \
-               "short, zoomcrops)" >&2; exit 2 ;;
+               "short, zoomcrops, widedecoder(2), newdecoder(2))" >&2; exit 2 ;;
     esac
 done
 "$PYTHON" - "$OUT" ${EXPERIMENTS[*]} <<'PY'

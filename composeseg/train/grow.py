@@ -1,4 +1,4 @@
-"""Deepen a trained SAM image encoder without changing what it computes.
+"""Grow a trained SAM: a deeper image encoder, or a wider decoder on the same encoder.
 
 A larger encoder trained from scratch costs the whole recipe again. Appending transformer blocks
 whose residual branches start at zero (the attention output projection and the MLP's second
@@ -6,6 +6,12 @@ linear are zero, as in Goyal et al.'s zero-init residuals and ReZero) keeps the 
 exactly, so fine-tuning starts from the trained model's quality and only the new blocks have to
 learn. The last new block attends globally, as ViTDet ends each stage; the others use the
 encoder's windows.
+
+Widening the decoder cannot keep the function this way (layer norms and attention mix every
+channel), so :func:`rebuild_decoder` keeps the costly part, the image encoder's trunk, and starts
+the neck, prompt encoder and mask decoder afresh at the new width. The mask is a dot product of
+``width / 8`` upscaled channels with a per-mask vector, so the width bounds how finely a decoder
+can tell neighbouring objects apart.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import torch
 from torch import nn
 from transformers import SamModel
 
+from composeseg.configs import validate_sam_config
 from composeseg.train.model import (
     check_trainable,
     freeze_fourier_matrix,
+    init_for_training,
     reset_to_pytorch_defaults,
 )
 
@@ -65,3 +73,49 @@ def deepen_encoder(model: SamModel, layers: int, seed: int = 0) -> SamModel:
             nn.init.zeros_(block.attn.rel_pos_w)
     freeze_fourier_matrix(deeper)
     return deeper.eval()
+
+
+def rebuild_decoder(model: SamModel, width: int, seed: int = 0) -> SamModel:
+    """A float32 model with ``model``'s image-encoder trunk and a new decoder of ``width``.
+
+    The patch embedding, position embeddings and transformer blocks are copied; the neck, the
+    prompt encoder and the mask decoder are built at ``width`` channels (decoder MLP ``4 *
+    width``, IoU head ``width``) and initialised as a model trained from scratch is
+    (:func:`composeseg.train.model.init_for_training`). Image embeddings become ``(width,
+    S/16, S/16)``; everything else (frame, patch size, heads, layer counts) stays.
+
+    Args:
+        model: a transformers ``SamModel`` (SAM / SlimSAM).
+        width: decoder channels, a multiple of 8 that the decoder's heads (and its cross
+            attention's ``width / attention_downsample_rate``) divide.
+        seed: seeds the new modules' weights; the global torch RNG is left untouched.
+
+    Raises:
+        ValueError: a width the decoder cannot take, naming the rule.
+        TypeError: not a ``SamModel``.
+    """
+    check_trainable(model)
+    if isinstance(width, bool) or not isinstance(width, int) or width < 8:
+        raise ValueError(f"width must be an int >= 8, got {width!r}")
+    config: Any = copy.deepcopy(model.config)
+    config.vision_config.output_channels = width
+    config.vision_config.num_pos_feats = width // 2
+    config.prompt_encoder_config.hidden_size = width
+    decoder = config.mask_decoder_config
+    decoder.hidden_size = width
+    decoder.mlp_dim = 4 * width
+    decoder.iou_head_hidden_dim = width
+    validate_sam_config(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        rebuilt = SamModel(config)
+    init_for_training(rebuilt, seed)
+    trunk = {
+        key: value
+        for key, value in model.state_dict().items()
+        if key.startswith("vision_encoder.") and not key.startswith("vision_encoder.neck.")
+    }
+    _, unexpected = rebuilt.load_state_dict(trunk, strict=False)
+    if unexpected:
+        raise ValueError(f"weights do not match the rebuilt encoder: {unexpected}")
+    return rebuilt.float().eval()

@@ -80,6 +80,14 @@ def register(subparsers: Any) -> None:
         help="with --init: append N image-encoder blocks that start as identities "
         "(composeseg.train.grow), so fine-tuning starts from the model's own quality",
     )
+    model.add_argument(
+        "--decoder-width",
+        type=int,
+        default=0,
+        metavar="C",
+        help="with --init: keep its image-encoder blocks and start a new neck, prompt encoder "
+        "and mask decoder with C channels (composeseg.train.grow)",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     parser.add_argument("--resume", action="store_true", help="continue OUTDIR/checkpoint.pt")
     parser.add_argument(
@@ -179,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.add_encoder_layers and not args.init:
         raise ValueError("--add-encoder-layers needs --init (a trained model to deepen)")
+    if args.decoder_width and not args.init:
+        raise ValueError("--decoder-width needs --init (a trained image encoder to keep)")
     if args.init:
         from composeseg.loading import load_sam
 
@@ -193,6 +203,10 @@ def run(args: argparse.Namespace) -> int:
         from composeseg.train.grow import deepen_encoder
 
         model = deepen_encoder(model, args.add_encoder_layers, seed=config.seed)
+    if args.decoder_width:
+        from composeseg.train.grow import rebuild_decoder
+
+        model = rebuild_decoder(model, args.decoder_width, seed=config.seed)
     from composeseg.device import pick_device
 
     device = str(pick_device(args.device))

@@ -1,4 +1,5 @@
-"""deepen_encoder: appended encoder blocks start as identities, then train like any other."""
+"""deepen_encoder: appended encoder blocks start as identities, then train like any other.
+rebuild_decoder: a new decoder width on the same encoder trunk."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from transformers import SamModel
 
 from composeseg.configs import validate_sam_config
 from composeseg.tiny import build_model, tiny_sam_config
-from composeseg.train.grow import deepen_encoder
-from composeseg.train.model import encode
+from composeseg.train.grow import deepen_encoder, rebuild_decoder
+from composeseg.train.model import decode, encode
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +56,38 @@ def test_new_blocks_are_trainable_and_seeded(small: SamModel) -> None:
 def test_bad_layer_counts(small: SamModel, layers: int) -> None:
     with pytest.raises(ValueError, match=f"layers must be >= 1, got {layers}"):
         deepen_encoder(small, layers)
+
+
+def test_rebuilt_decoder_keeps_the_trunk_at_a_new_width(small: SamModel) -> None:
+    wide = rebuild_decoder(small, 64, seed=1)
+    validate_sam_config(wide.config)
+    assert wide.config.mask_decoder_config.hidden_size == 64
+    assert wide.config.prompt_encoder_config.hidden_size == 64
+    assert small.config.mask_decoder_config.hidden_size == 32  # the input model is untouched
+    old, new = small.state_dict(), wide.state_dict()
+    trunk = [k for k in old if k.startswith("vision_encoder.") and ".neck." not in k]
+    assert trunk and all(torch.equal(new[k], old[k].float()) for k in trunk)
+    pixels = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        embeddings = encode(wide, pixels)
+        logits, iou = decode(wide, embeddings, boxes=torch.tensor([[10.0, 20.0, 70.0, 90.0]]))
+    assert embeddings.shape == (1, 64, 8, 8)
+    assert logits.shape == (1, 1, 32, 32) and iou.shape == (1, 1)
+    # a fresh decoder gets PyTorch's default init, as a model trained from scratch does
+    assert wide.mask_decoder.iou_prediction_head.proj_in.weight.std() > 0.01
+
+
+def test_rebuilt_decoder_is_seeded(small: SamModel) -> None:
+    one, two, other = (rebuild_decoder(small, 64, seed=s) for s in (0, 0, 1))
+    key = "mask_decoder.transformer.layers.0.self_attn.q_proj.weight"
+    weights = [m.state_dict()[key] for m in (one, two, other)]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
+@pytest.mark.parametrize(
+    ("width", "message"),
+    [(4, "width must be an int >= 8"), (36, "multiple of 8"), (24, "cross-attention width")],
+)
+def test_bad_decoder_widths(small: SamModel, width: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        rebuild_decoder(small, width)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -64,23 +65,35 @@ def test_training_on_domain_randomised_scenes(tmp_path: Path) -> None:
     assert load_sam(out / "model", device="cpu").model is not None
 
 
-def test_deepened_encoder_trains_from_the_cli(coco_folder: Path, tmp_path: Path) -> None:
+def _grow_on_the_cli(coco_folder: Path, tmp_path: Path, *flags: str) -> tuple[Any, Any]:
+    """Trains a tiny model 2 steps from ``--init`` with growth ``flags``: (start, trained)."""
     start = tmp_path / "start"
     build_model(tiny_sam_config(64), seed=7).save_pretrained(start)
     out = tmp_path / "run"
     argv = [
         "train", "--data", str(coco_folder / "annotations.json"),
-        "--images", str(coco_folder / "images"), "--init", str(start),
-        "--add-encoder-layers", "1", "-o", str(out), "--steps", "2", "--batch-images", "1",
+        "--images", str(coco_folder / "images"), "--init", str(start), *flags,
+        "-o", str(out), "--steps", "2", "--batch-images", "1",
         "--prompts-per-image", "2", "--interactive-rounds", "0", "--val-images", "1",
         "--no-progress",
     ]  # fmt: skip
     assert main(argv) == 0
-    layers = load_sam(start, device="cpu").model.config.vision_config.num_hidden_layers
-    trained = load_sam(out / "model", device="cpu").model
+    return load_sam(start, device="cpu").model, load_sam(out / "model", device="cpu").model
+
+
+def test_deepened_encoder_trains_from_the_cli(coco_folder: Path, tmp_path: Path) -> None:
+    start, trained = _grow_on_the_cli(coco_folder, tmp_path, "--add-encoder-layers", "1")
+    layers = start.config.vision_config.num_hidden_layers
     assert trained.config.vision_config.num_hidden_layers == layers + 1
     new_block = trained.vision_encoder.layers[layers]
     assert new_block.mlp.lin2.weight.abs().sum() > 0  # left its zero start: it was trained
+
+
+def test_rebuilt_decoder_trains_from_the_cli(coco_folder: Path, tmp_path: Path) -> None:
+    start, trained = _grow_on_the_cli(coco_folder, tmp_path, "--decoder-width", "64")
+    assert start.config.mask_decoder_config.hidden_size == 32
+    assert trained.config.mask_decoder_config.hidden_size == 64
+    assert trained.vision_encoder.neck.conv1.out_channels == 64
 
 
 @pytest.mark.parametrize(
@@ -98,6 +111,7 @@ def test_deepened_encoder_trains_from_the_cli(coco_folder: Path, tmp_path: Path)
         (["train", "--synthetic", "--dense-layouts", "-o", "x"], "--randomized scenes only"),
         (["train", "--synthetic", "--zoom-crops", "2", "-o", "x"], "zoom_crops must be"),
         (["train", "--synthetic", "--add-encoder-layers", "2", "-o", "x"], "needs --init"),
+        (["train", "--synthetic", "--decoder-width", "128", "-o", "x"], "needs --init"),
     ],
 )
 def test_bad_arguments_fail_with_a_message(
