@@ -23,11 +23,10 @@ import torch
 from torch import nn
 from transformers import SamModel
 
-from composeseg.configs import validate_sam_config
 from composeseg.train.model import (
+    build_model_for_training,
     check_trainable,
     freeze_fourier_matrix,
-    init_for_training,
     reset_to_pytorch_defaults,
 )
 
@@ -105,11 +104,7 @@ def rebuild_decoder(model: SamModel, width: int, seed: int = 0) -> SamModel:
     decoder.hidden_size = width
     decoder.mlp_dim = 4 * width
     decoder.iou_head_hidden_dim = width
-    validate_sam_config(config)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        rebuilt = SamModel(config)
-    init_for_training(rebuilt, seed)
+    rebuilt = build_model_for_training(config, seed)
     trunk = {
         key: value
         for key, value in model.state_dict().items()
