@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What limits the demo SAM on the independent family: more training, more depth or more pixels?
 #
-#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]   # default: /work/demo_limits, all eleven
+#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]   # default: /work/demo_limits, all twelve
 #
 # Each experiment continues the packaged weights with stage 4's data and schedule shape
 # (benchmarks/train_demo.sh; 1,800 steps, seed 5), changing one thing:
@@ -19,23 +19,28 @@
 #   newdecoder  its control: the same with new modules of the packaged width (64);
 #   widedecoder2, newdecoder2  1,500 more steps of each from its step-1,500 weights (the
 #           default --lr 2e-4, seed 6: other scenes); run after widedecoder / newdecoder.
+#   widedecoder3  5,000 more steps of the 128-channel run from widedecoder2's step 1,500
+#           (seed 7), 8,000 in all; run after widedecoder2.
 #   The two measured runs drew their new modules with seed 0 and their data with seed 5; here
 #   --seed 5 draws both (composeseg.train.grow.rebuild_decoder takes the run's seed).
-# Every 300 steps the run is cut (--stop-after, which keeps the whole run's schedule, so the
-# resumed run is the same run), its weights are copied out and scored on the independent
-# family's validation split (40 scenes; box, 1 point best of 3, 3 interactive points), on the
-# whole image and zoomed (--zoom 5, in OUTDIR/zoom5), and a table of every score is printed.
+# Every 300 steps and at its last step the run is cut (--stop-after, which keeps the whole
+# run's schedule, so the resumed run is the same run), its weights are copied out and scored
+# on the independent family's validation split (40 scenes; box, 1 point best of 3, 3
+# interactive points), on the whole image and zoomed (--zoom 5, in OUTDIR/zoom5), and a table
+# of every score is printed.
 # Snapshots keep the packaged config, so they draw guided masks when it names them. Reruns
-# skip what is scored. One torch thread per run; the experiments are independent, so two
+# skip what is scored, and an interrupted run resumes from its last 100-step checkpoint. One
+# torch thread per run (THREADS=N for more); the experiments are independent, so two
 # invocations can run two at once on two cores.
 # Measured on 2 CPU cores: more, faster and randomised ~70 min each, deeper ~90 min, pixels
 # ~80 min, short and zoomcrops ~40 min, widedecoder ~65 min and newdecoder ~55 min (two at a
-# time).
+# time); widedecoder3 ~2 h with THREADS=2 (0.72 steps/s, one thread: 0.41).
 set -euo pipefail
 OUT="${1:-/work/demo_limits}"
 shift || true
-EXPERIMENTS=("${@:-more deeper pixels faster randomised short zoomcrops widedecoder newdecoder widedecoder2 newdecoder2}")
+EXPERIMENTS=("${@:-more deeper pixels faster randomised short zoomcrops widedecoder newdecoder widedecoder2 newdecoder2 widedecoder3}")
 PYTHON="${PYTHON:-python}"
+THREADS="${THREADS:-1}"
 START="$OUT/start"
 mkdir -p "$OUT/zoom5"
 [ -d "$START" ] || cp -r "$("$PYTHON" -c 'from composeseg.loading import DEMO_MODEL_DIR; print(DEMO_MODEL_DIR)')" "$START"
@@ -43,14 +48,17 @@ mkdir -p "$OUT/zoom5"
 run() {  # [INIT=DIR] run NAME STEPS [extra train flags...]: train, cut and score every 300 steps
     local name=$1 steps=$2 init=${INIT:-$START}
     shift 2
-    for cut in $(seq 300 300 "$steps"); do
+    local cuts
+    cuts=$(seq 300 300 "$steps")
+    ((steps % 300 == 0)) || cuts+=" $steps"
+    for cut in $cuts; do
         local snap="$OUT/$name-$cut"
         [ -f "$snap.json" ] && [ -f "$OUT/zoom5/$name-$cut.json" ] && continue
         "$PYTHON" -m composeseg.pipelines.cli train --synthetic --randomized 0.45 \
             --dense-layouts --init "$init" -o "$OUT/$name" --resume --no-progress \
             --steps "$steps" --batch-images 4 --prompts-per-image 6 --interactive-rounds 2 \
             --lr 2e-4 --warmup-steps 50 --weight-decay 0.05 --val-every 300 \
-            --val-images 16 --checkpoint-every 100 --seed 5 --threads 1 \
+            --val-images 16 --checkpoint-every 100 --seed 5 --threads "$THREADS" \
             --save-dtype float16 --stop-after "$cut" "$@"
         rm -rf "$snap" && cp -r "$OUT/$name/model" "$snap"
         "$PYTHON" -m composeseg.pipelines.cli eval points --synthetic 40 \
@@ -62,7 +70,7 @@ run() {  # [INIT=DIR] run NAME STEPS [extra train flags...]: train, cut and scor
     done
 }
 
-export OMP_NUM_THREADS=1
+export OMP_NUM_THREADS="$THREADS"
 for experiment in ${EXPERIMENTS[*]}; do
     case "$experiment" in
         more) run more 1800 ;;
@@ -76,8 +84,9 @@ for experiment in ${EXPERIMENTS[*]}; do
         newdecoder) run newdecoder 1500 --decoder-width 64 --lr 4e-4 --warmup-steps 100 ;;
         widedecoder2) INIT="$OUT/widedecoder-1500" run widedecoder2 1500 --seed 6 ;;
         newdecoder2) INIT="$OUT/newdecoder-1500" run newdecoder2 1500 --seed 6 ;;
+        widedecoder3) INIT="$OUT/widedecoder2-1500" run widedecoder3 5000 --seed 7 ;;
         *) echo "unknown experiment $experiment (more, deeper, pixels, faster, randomised," \
-               "short, zoomcrops, widedecoder(2), newdecoder(2))" >&2; exit 2 ;;
+               "short, zoomcrops, widedecoder(2, 3), newdecoder(2))" >&2; exit 2 ;;
     esac
 done
 "$PYTHON" - "$OUT" ${EXPERIMENTS[*]} <<'PY'
