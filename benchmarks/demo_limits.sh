@@ -45,7 +45,7 @@ START="$OUT/start"
 mkdir -p "$OUT/zoom5"
 [ -d "$START" ] || cp -r "$("$PYTHON" -c 'from composeseg.loading import DEMO_MODEL_DIR; print(DEMO_MODEL_DIR)')" "$START"
 
-run() {  # [INIT=DIR] run NAME STEPS [extra train flags...]: train, cut and score every 300 steps
+run() {  # [INIT=DIR] run NAME STEPS [flags...]: train; cut and score every 300 steps and at the end
     local name=$1 steps=$2 init=${INIT:-$START}
     shift 2
     local cuts
