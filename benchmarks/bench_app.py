@@ -247,7 +247,11 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     scene = generate_scene(0, SceneConfig(height=height, width=width))
     masks = scene.masks()
-    models: list[tuple[str, Any]] = [("demo (2.4 MB)", lambda: load_sam(None, device="cpu"))]
+    from composeseg.loading import DEMO_MODEL_DIR
+
+    megabytes = sum(f.stat().st_size for f in DEMO_MODEL_DIR.iterdir()) / 1e6
+    demo = (f"demo ({megabytes:.1f} MB)", lambda: load_sam(None, device="cpu"))
+    models: list[tuple[str, Any]] = [demo]
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "images"

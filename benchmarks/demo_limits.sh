@@ -3,8 +3,11 @@
 #
 #   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]   # default: /work/demo_limits, all twelve
 #
-# Each experiment continues the packaged weights with stage 4's data and schedule shape
-# (benchmarks/train_demo.sh; 1,800 steps, seed 5), changing one thing:
+# Each experiment continues stage 4's weights with stage 4's data and schedule shape
+# (benchmarks/train_demo.sh; 1,800 steps, seed 5), changing one thing. Stage 4's weights were
+# the package's until stage 5 replaced them: STAGE4=DIR names them (default: train_demo.sh's
+# /work/demo_train-dense/model; `git show 'c46a4bb:composeseg/assets/demo_sam/FILE'` gives the
+# packaged copy the measured runs started from):
 #   more    the same model (more training alone);
 #   deeper  4 more encoder blocks that start as identities (--add-encoder-layers 4);
 #   pixels  a 640 px input frame (--image-size 640; 1,200 steps);
@@ -42,8 +45,12 @@ EXPERIMENTS=("${@:-more deeper pixels faster randomised short zoomcrops widedeco
 PYTHON="${PYTHON:-python}"
 THREADS="${THREADS:-1}"
 START="$OUT/start"
+STAGE4="${STAGE4:-/work/demo_train-dense/model}"
 mkdir -p "$OUT/zoom5"
-[ -d "$START" ] || cp -r "$("$PYTHON" -c 'from composeseg.loading import DEMO_MODEL_DIR; print(DEMO_MODEL_DIR)')" "$START"
+if [ ! -d "$START" ]; then
+    [ -f "$STAGE4/config.json" ] || { echo "no stage 4 weights in $STAGE4 (set STAGE4=DIR)" >&2; exit 2; }
+    cp -r "$STAGE4" "$START"
+fi
 
 run() {  # [INIT=DIR] run NAME STEPS [flags...]: train; cut and score every 300 steps and at the end
     local name=$1 steps=$2 init=${INIT:-$START}

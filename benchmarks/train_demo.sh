@@ -3,7 +3,7 @@
 #
 #   benchmarks/train_demo.sh [OUTDIR]        # default OUTDIR: /work/demo_train
 #
-# Four stages. Stage 1 trains from scratch at a
+# Five stages. Stage 1 trains from scratch at a
 # 256 px frame (OUTDIR). Stage 2 fine-tunes stage 1's best weights at a 512 px frame
 # (OUTDIR-512; position embeddings resampled by --image-size): the same weights see small and
 # thin objects at twice the resolution, which alone lifted box mIoU from 0.78 to 0.84 before
@@ -20,11 +20,18 @@
 # camera effects, aspect ratios) with 40 % of the original generator (OUTDIR-rand; validation
 # alternates between the two families). Stage 4 continues from stage 3's best weights with
 # 45 % randomised scenes in crowded layouts (--dense-layouts: most objects touch another)
-# (OUTDIR-dense). Its schedule spans 1800 steps; the package holds step 1500 (README: the last
-# checkpoint that passes the README's text command), so the run stops there (--stop-after;
-# --resume without it would finish the 1800). The measured runs started from the packaged
-# float16 weights of the stage before. Export with
-#   benchmarks/export_demo.sh OUTDIR-dense/model
+# (OUTDIR-dense). Its schedule spans 1800 steps; the package held step 1500 (README: the last
+# checkpoint that passed the README's text command of the time), so the run stops there
+# (--stop-after; --resume without it would finish the 1800) and stage 5 starts from it. The measured runs started from the packaged
+# float16 weights of the stage before.
+# Stage 5 keeps stage 4's image-encoder blocks and gives them a new neck, prompt encoder and
+# mask decoder of 128 channels instead of 64 (--decoder-width 128; composeseg.train.grow), then
+# trains on stage 4's data in three phases of 1,500, 1,500 and 5,000 steps (OUTDIR-wide,
+# -wide2, -wide3; each starts from the last weights of the one before, on other scenes). The
+# measured phases are benchmarks/demo_limits.sh's widedecoder, widedecoder2 and widedecoder3:
+# the first drew its new modules with seed 0 and its data with seed 5, where --seed 5 here
+# draws both, and the third ran with 2 threads. Export with
+#   benchmarks/export_demo.sh OUTDIR-wide3/model
 set -euo pipefail
 OUT="${1:-/work/demo_train}"
 PYTHON="${PYTHON:-python}"
@@ -52,3 +59,16 @@ PYTHON="${PYTHON:-python}"
     --lr 2e-4 --warmup-steps 50 --weight-decay 0.05 \
     --val-every 200 --val-images 16 --checkpoint-every 100 \
     --seed 4 --threads 1 --save-dtype float16 --stop-after 1500
+wide() {  # wide OUTDIR INIT STEPS SEED [flags...]: one phase of stage 5
+    local out=$1 init=$2 steps=$3 seed=$4
+    shift 4
+    "$PYTHON" -m composeseg.pipelines.cli train --synthetic --randomized 0.45 --dense-layouts \
+        --init "$init" -o "$out" --resume --no-progress \
+        --steps "$steps" --batch-images 4 --prompts-per-image 6 --interactive-rounds 2 \
+        --lr 2e-4 --warmup-steps 50 --weight-decay 0.05 \
+        --val-every 300 --val-images 16 --checkpoint-every 100 \
+        --seed "$seed" --threads 1 --save-dtype float16 "$@"
+}
+wide "$OUT-wide" "$OUT-dense/model" 1500 5 --decoder-width 128 --lr 4e-4 --warmup-steps 100
+wide "$OUT-wide2" "$OUT-wide/model" 1500 6
+wide "$OUT-wide3" "$OUT-wide2/model" 5000 7

@@ -126,7 +126,8 @@ def guided_masks(masks: np.ndarray, embedding: ImageEmbedding, mask_size: int) -
 
     For masks kept without their logits (automatic generation refines only what NMS kept): a
     binary mask starts the filter as well as the probability does (box mIoU 0.692 against 0.690
-    on the independent family's validation split). Returns ``(N, H, W) bool``.
+    on the independent family's validation split, with the stage-4 demo weights). Returns
+    ``(N, H, W) bool``.
     """
     logits = np.where(masks, _HARD, -_HARD).astype(np.float32)
     return guided_logits(logits, embedding, mask_size) > 0

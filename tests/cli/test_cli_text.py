@@ -27,7 +27,7 @@ def test_text_on_the_bundled_scene_finds_the_named_objects(
 ) -> None:
     # The README's command: demo SAM + demo text model, offline.
     out = tmp_path / "out"
-    texts = ["the yellow ring", "the black ellipse"]
+    texts = ["the gray square", "the black ellipse"]
     assert main(["text", str(EXAMPLE), *texts, "-o", str(out), "--device", "cpu"]) == 0
     assert "2 masks" in capsys.readouterr().out
     payload = json.loads((out / "predictions.json").read_text())
@@ -64,7 +64,7 @@ def test_text_with_a_grounder(
 def test_text_with_the_demo_grounder(tmp_path: Path) -> None:
     # --grounder demo: the embedded grounder at its own threshold, offline; its quality is
     # measured in tests/quality/test_demo_grounder_quality.py.
-    texts = ["the yellow ring", "the black ellipse", "the magenta rectangle"]
+    texts = ["the gray square", "the black ellipse", "the magenta rectangle"]
     out = tmp_path / "out"
     argv = ["text", str(EXAMPLE), *texts, "--grounder", "demo", "--top-k", "1"]
     assert main([*argv, "-o", str(out), "--device", "cpu"]) == 0

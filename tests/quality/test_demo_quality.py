@@ -51,7 +51,7 @@ def test_demo_model_loads_in_float32_and_fits_the_size_budget() -> None:
 
     _require_demo_model()
     size = sum(f.stat().st_size for f in DEMO_MODEL_DIR.iterdir())
-    assert size <= 8 * 2**20
+    assert size <= 5_000_000  # issue 19's budget for the shipped weights
     sam = load_sam(device="cpu")
     assert sam.name == "composeseg-demo"
     assert all(p.dtype == torch.float32 for p in sam.model.parameters())
