@@ -48,7 +48,10 @@ START="$OUT/start"
 STAGE4="${STAGE4:-/work/demo_train-dense/model}"
 mkdir -p "$OUT/zoom5"
 if [ ! -d "$START" ]; then
-    [ -f "$STAGE4/config.json" ] || { echo "no stage 4 weights in $STAGE4 (set STAGE4=DIR)" >&2; exit 2; }
+    if [ ! -f "$STAGE4/config.json" ]; then
+        echo "no stage 4 weights in $STAGE4 (set STAGE4=DIR)" >&2
+        exit 2
+    fi
     cp -r "$STAGE4" "$START"
 fi
 

@@ -22,8 +22,8 @@
 # 45 % randomised scenes in crowded layouts (--dense-layouts: most objects touch another)
 # (OUTDIR-dense). Its schedule spans 1800 steps; the package held step 1500 (README: the last
 # checkpoint that passed the README's text command of the time), so the run stops there
-# (--stop-after; --resume without it would finish the 1800) and stage 5 starts from it. The measured runs started from the packaged
-# float16 weights of the stage before.
+# (--stop-after; --resume without it would finish the 1800) and stage 5 starts from it. The
+# measured runs started from the packaged float16 weights of the stage before.
 # Stage 5 keeps stage 4's image-encoder blocks and gives them a new neck, prompt encoder and
 # mask decoder of 128 channels instead of 64 (--decoder-width 128; composeseg.train.grow), then
 # trains on stage 4's data in three phases of 1,500, 1,500 and 5,000 steps (OUTDIR-wide,
