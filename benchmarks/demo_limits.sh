@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What limits the demo SAM on the independent family: more training, more depth or more pixels?
 #
-#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]   # default: /work/demo_limits, all twelve
+#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]  # default: /work/demo_limits, all thirteen
 #
 # Each experiment continues stage 4's weights with stage 4's data and schedule shape
 # (benchmarks/train_demo.sh; 1,800 steps, seed 5), changing one thing. Stage 4's weights were
@@ -24,6 +24,9 @@
 #           default --lr 2e-4, seed 6: other scenes); run after widedecoder / newdecoder.
 #   widedecoder3  5,000 more steps of the 128-channel run from widedecoder2's step 1,500
 #           (seed 7), 8,000 in all; run after widedecoder2.
+#   wide640  1,800 steps of widedecoder3's last weights (stage 5, the package's) at a 640 px
+#           frame on randomised scenes only (--image-size 640 --randomized 1.0, seed 8): the
+#           two levers that each added ~0.02-0.03 to stage 4; run after widedecoder3.
 #   The two measured runs drew their new modules with seed 0 and their data with seed 5; here
 #   --seed 5 draws both (composeseg.train.grow.rebuild_decoder takes the run's seed).
 # Every 300 steps and at its last step the run is cut (--stop-after, which keeps the whole
@@ -37,11 +40,14 @@
 # invocations can run two at once on two cores.
 # Measured on 2 CPU cores: more, faster and randomised ~70 min each, deeper ~90 min, pixels
 # ~80 min, short and zoomcrops ~40 min, widedecoder ~65 min and newdecoder ~55 min (two at a
-# time); widedecoder3 ~2 h with THREADS=2 (0.72 steps/s, one thread: 0.41).
+# time); widedecoder3 ~2 h with THREADS=2 (0.72 steps/s, one thread: 0.41); wide640 ~75 min
+# with THREADS=2 (0.41 steps/s).
 set -euo pipefail
 OUT="${1:-/work/demo_limits}"
 shift || true
-EXPERIMENTS=("${@:-more deeper pixels faster randomised short zoomcrops widedecoder newdecoder widedecoder2 newdecoder2 widedecoder3}")
+ALL="more deeper pixels faster randomised short zoomcrops widedecoder newdecoder widedecoder2"
+ALL+=" newdecoder2 widedecoder3 wide640"
+EXPERIMENTS=("${@:-$ALL}")
 PYTHON="${PYTHON:-python}"
 THREADS="${THREADS:-1}"
 START="$OUT/start"
@@ -95,8 +101,10 @@ for experiment in ${EXPERIMENTS[*]}; do
         widedecoder2) INIT="$OUT/widedecoder-1500" run widedecoder2 1500 --seed 6 ;;
         newdecoder2) INIT="$OUT/newdecoder-1500" run newdecoder2 1500 --seed 6 ;;
         widedecoder3) INIT="$OUT/widedecoder2-1500" run widedecoder3 5000 --seed 7 ;;
+        wide640) INIT="$OUT/widedecoder3-5000" run wide640 1800 --randomized 1.0 \
+            --image-size 640 --seed 8 ;;
         *) echo "unknown experiment $experiment (more, deeper, pixels, faster, randomised," \
-               "short, zoomcrops, widedecoder(2, 3), newdecoder(2))" >&2; exit 2 ;;
+               "short, zoomcrops, widedecoder(2, 3), newdecoder(2), wide640)" >&2; exit 2 ;;
     esac
 done
 "$PYTHON" - "$OUT" ${EXPERIMENTS[*]} <<'PY'
