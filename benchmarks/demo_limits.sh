@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What limits the demo SAM on the independent family: more training, more depth or more pixels?
 #
-#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]  # default: /work/demo_limits, all thirteen
+#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]  # default: /work/demo_limits, all fifteen
 #
 # Each experiment continues stage 4's weights with stage 4's data and schedule shape
 # (benchmarks/train_demo.sh; 1,800 steps, seed 5), changing one thing. Stage 4's weights were
@@ -27,6 +27,11 @@
 #   wide640  1,800 steps of widedecoder3's last weights (stage 5, the package's) at a 640 px
 #           frame on randomised scenes only (--image-size 640 --randomized 1.0, seed 8): the
 #           two levers that each added ~0.02-0.03 to stage 4; run after widedecoder3.
+#   wide640mix  the same on stage 4's mix (45 % randomised, the rest the training generator's
+#           scenes): does keeping the training generator keep the text route? After widedecoder3.
+#   wide640soup  no training: the average of widedecoder3's last weights and wide640's, the
+#           latter moved back to the 512 px frame (composeseg.train.interpolate, WiSE-FT; listed
+#           as step 1,800, the wide640 weights it blends); after wide640.
 #   The two measured runs drew their new modules with seed 0 and their data with seed 5; here
 #   --seed 5 draws both (composeseg.train.grow.rebuild_decoder takes the run's seed).
 # Every 300 steps and at its last step the run is cut (--stop-after, which keeps the whole
@@ -40,13 +45,13 @@
 # invocations can run two at once on two cores.
 # Measured on 2 CPU cores: more, faster and randomised ~70 min each, deeper ~90 min, pixels
 # ~80 min, short and zoomcrops ~40 min, widedecoder ~65 min and newdecoder ~55 min (two at a
-# time); widedecoder3 ~2 h with THREADS=2 (0.72 steps/s, one thread: 0.41); wide640 ~75 min
-# with THREADS=2 (0.41 steps/s).
+# time); widedecoder3 ~2 h with THREADS=2 (0.72 steps/s, one thread: 0.41); wide640 and
+# wide640mix ~75 min each with THREADS=2 (0.41 steps/s).
 set -euo pipefail
 OUT="${1:-/work/demo_limits}"
 shift || true
 ALL="more deeper pixels faster randomised short zoomcrops widedecoder newdecoder widedecoder2"
-ALL+=" newdecoder2 widedecoder3 wide640"
+ALL+=" newdecoder2 widedecoder3 wide640 wide640mix wide640soup"
 EXPERIMENTS=("${@:-$ALL}")
 PYTHON="${PYTHON:-python}"
 THREADS="${THREADS:-1}"
@@ -77,13 +82,37 @@ run() {  # [INIT=DIR] run NAME STEPS [flags...]: train; cut and score every 300 
             --val-images 16 --checkpoint-every 100 --seed 5 --threads "$THREADS" \
             --save-dtype float16 --stop-after "$cut" "$@"
         rm -rf "$snap" && cp -r "$OUT/$name/model" "$snap"
-        "$PYTHON" -m composeseg.pipelines.cli eval points --synthetic 40 \
-            --family independent --split validation --sam "$snap" --device cpu \
-            -o "$snap.json" > /dev/null
-        "$PYTHON" -m composeseg.pipelines.cli eval points --synthetic 40 \
-            --family independent --split validation --sam "$snap" --device cpu \
-            --zoom 5 -o "$OUT/zoom5/$name-$cut.json" > /dev/null
+        score "$snap"
     done
+}
+
+score() {  # score SNAPSHOT: the independent validation split, whole image and zoomed
+    local snap=$1
+    "$PYTHON" -m composeseg.pipelines.cli eval points --synthetic 40 --family independent \
+        --split validation --sam "$snap" --device cpu -o "$snap.json" > /dev/null
+    "$PYTHON" -m composeseg.pipelines.cli eval points --synthetic 40 --family independent \
+        --split validation --sam "$snap" --device cpu --zoom 5 \
+        -o "$OUT/zoom5/$(basename "$snap").json" > /dev/null
+}
+
+soup() {  # soup NAME START TUNED ALPHA: (1 - ALPHA) START + ALPHA TUNED, at START's frame
+    local snap="$OUT/$1"
+    [ -f "$snap.json" ] && [ -f "$OUT/zoom5/$1.json" ] && return
+    "$PYTHON" - "$2" "$3" "$4" "$snap" <<'PY'
+import sys
+from pathlib import Path
+
+from composeseg import load_sam
+from composeseg.train.interpolate import interpolate_weights
+from composeseg.train.loop import export_model
+from composeseg.train.resize import resize_input
+
+start = load_sam(sys.argv[1], device="cpu").model
+tuned = load_sam(sys.argv[2], device="cpu").model
+tuned = resize_input(tuned, start.config.vision_config.image_size)
+export_model(interpolate_weights(start, tuned, float(sys.argv[3])), Path(sys.argv[4]), "float16")
+PY
+    score "$snap"
 }
 
 export OMP_NUM_THREADS="$THREADS"
@@ -103,8 +132,11 @@ for experiment in ${EXPERIMENTS[*]}; do
         widedecoder3) INIT="$OUT/widedecoder2-1500" run widedecoder3 5000 --seed 7 ;;
         wide640) INIT="$OUT/widedecoder3-5000" run wide640 1800 --randomized 1.0 \
             --image-size 640 --seed 8 ;;
+        wide640mix) INIT="$OUT/widedecoder3-5000" run wide640mix 1800 --image-size 640 --seed 8 ;;
+        wide640soup) soup wide640soup-1800 "$OUT/widedecoder3-5000" "$OUT/wide640-1800" 0.5 ;;
         *) echo "unknown experiment $experiment (more, deeper, pixels, faster, randomised," \
-               "short, zoomcrops, widedecoder(2, 3), newdecoder(2), wide640)" >&2; exit 2 ;;
+               "short, zoomcrops, widedecoder(2, 3), newdecoder(2), wide640(mix, soup))" >&2
+            exit 2 ;;
     esac
 done
 "$PYTHON" - "$OUT" ${EXPERIMENTS[*]} <<'PY'
