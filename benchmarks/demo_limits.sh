@@ -74,7 +74,7 @@ run() {  # [INIT=DIR] run NAME STEPS [flags...]: train; cut and score every 300 
     ((steps % 300 == 0)) || cuts+=" $steps"
     for cut in $cuts; do
         local snap="$OUT/$name-$cut"
-        [ -f "$snap.json" ] && [ -f "$OUT/zoom5/$name-$cut.json" ] && continue
+        scored "$snap" && continue
         "$PYTHON" -m composeseg.pipelines.cli train --synthetic --randomized 0.45 \
             --dense-layouts --init "$init" -o "$OUT/$name" --resume --no-progress \
             --steps "$steps" --batch-images 4 --prompts-per-image 6 --interactive-rounds 2 \
@@ -84,6 +84,10 @@ run() {  # [INIT=DIR] run NAME STEPS [flags...]: train; cut and score every 300 
         rm -rf "$snap" && cp -r "$OUT/$name/model" "$snap"
         score "$snap"
     done
+}
+
+scored() {  # scored SNAPSHOT: both of score's files exist (reruns skip the snapshot)
+    [ -f "$1.json" ] && [ -f "$OUT/zoom5/$(basename "$1").json" ]
 }
 
 score() {  # score SNAPSHOT: the independent validation split, whole image and zoomed
@@ -97,7 +101,7 @@ score() {  # score SNAPSHOT: the independent validation split, whole image and z
 
 soup() {  # soup NAME START TUNED ALPHA: (1 - ALPHA) START + ALPHA TUNED, at START's frame
     local snap="$OUT/$1"
-    [ -f "$snap.json" ] && [ -f "$OUT/zoom5/$1.json" ] && return
+    scored "$snap" && return
     "$PYTHON" - "$2" "$3" "$4" "$snap" <<'PY'
 import sys
 from pathlib import Path
