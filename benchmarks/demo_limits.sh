@@ -24,14 +24,14 @@
 #           default --lr 2e-4, seed 6: other scenes); run after widedecoder / newdecoder.
 #   widedecoder3  5,000 more steps of the 128-channel run from widedecoder2's step 1,500
 #           (seed 7), 8,000 in all; run after widedecoder2.
-#   wide640  1,800 steps of widedecoder3's last weights (stage 5, the package's) at a 640 px
+#   wide640  1,800 steps of widedecoder3's last weights (stage 5) at a 640 px
 #           frame on randomised scenes only (--image-size 640 --randomized 1.0, seed 8): the
 #           two levers that each added ~0.02-0.03 to stage 4; run after widedecoder3.
 #   wide640mix  the same on stage 4's mix (45 % randomised, the rest the training generator's
 #           scenes): does keeping the training generator keep the text route? After widedecoder3.
 #   wide640soup  no training: the average of widedecoder3's last weights and wide640's, the
 #           latter moved back to the 512 px frame (composeseg.train.interpolate, WiSE-FT; listed
-#           as step 1,800, the wide640 weights it blends); after wide640.
+#           as step 1,800, the wide640 weights it blends; stage 6, the package's); after wide640.
 #   The two measured runs drew their new modules with seed 0 and their data with seed 5; here
 #   --seed 5 draws both (composeseg.train.grow.rebuild_decoder takes the run's seed).
 # Every 300 steps and at its last step the run is cut (--stop-after, which keeps the whole
@@ -102,20 +102,7 @@ score() {  # score SNAPSHOT: the independent validation split, whole image and z
 soup() {  # soup NAME START TUNED ALPHA: (1 - ALPHA) START + ALPHA TUNED, at START's frame
     local snap="$OUT/$1"
     scored "$snap" && return
-    "$PYTHON" - "$2" "$3" "$4" "$snap" <<'PY'
-import sys
-from pathlib import Path
-
-from composeseg import load_sam
-from composeseg.train.interpolate import interpolate_weights
-from composeseg.train.loop import export_model
-from composeseg.train.resize import resize_input
-
-start = load_sam(sys.argv[1], device="cpu").model
-tuned = load_sam(sys.argv[2], device="cpu").model
-tuned = resize_input(tuned, start.config.vision_config.image_size)
-export_model(interpolate_weights(start, tuned, float(sys.argv[3])), Path(sys.argv[4]), "float16")
-PY
+    "$PYTHON" -m composeseg.train.interpolate "$2" "$3" "$4" "$snap"
     score "$snap"
 }
 

@@ -9,7 +9,9 @@ lineage (the fine-tune started from the other); two models trained apart do not 
 
 from __future__ import annotations
 
+import argparse
 import copy
+from pathlib import Path
 
 import torch
 from transformers import SamModel
@@ -48,3 +50,44 @@ def interpolate_weights(start: SamModel, tuned: SamModel, alpha: float) -> SamMo
     model = SamModel(copy.deepcopy(start.config))  # float32, as resize_input returns
     model.load_state_dict(mixed)
     return model.eval()
+
+
+def blend_checkpoints(
+    start: str | Path, tuned: str | Path, alpha: float, out: str | Path, dtype: str = "float16"
+) -> Path:
+    """Write ``interpolate_weights`` of two saved models into ``out`` (atomically).
+
+    ``tuned`` is moved to ``start``'s input frame first, so a fine-tune at another frame
+    blends as is; the result keeps ``start``'s config (its frame and upsampling included).
+    ``dtype="float16"`` stores the weights as the demo model ships them.
+
+    Raises:
+        ValueError: as :func:`interpolate_weights`. TypeError: a model that is not a
+            transformers ``SamModel`` (SAM 2, SAM-HQ).
+    """
+    from composeseg.loading import load_sam
+    from composeseg.train.loop import export_model
+    from composeseg.train.model import check_trainable, frame_size
+    from composeseg.train.resize import resize_input
+
+    first = check_trainable(load_sam(str(start), device="cpu").model)
+    second = check_trainable(load_sam(str(tuned), device="cpu").model)
+    second = resize_input(second, frame_size(first))
+    return export_model(interpolate_weights(first, second, alpha), Path(out), dtype)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m composeseg.train.interpolate START TUNED ALPHA OUT``: one blend, saved."""
+    parser = argparse.ArgumentParser(description="Blend a model with its fine-tune (WiSE-FT).")
+    parser.add_argument("start", help="the model the fine-tune began from (its frame is kept)")
+    parser.add_argument("tuned", help="the fine-tuned model")
+    parser.add_argument("alpha", type=float, help="the fine-tune's share, in [0, 1]")
+    parser.add_argument("out", type=Path, help="where the blend is saved")
+    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    args = parser.parse_args(argv)
+    path = blend_checkpoints(args.start, args.tuned, args.alpha, args.out, args.dtype)
+    print(f"blend {1 - args.alpha:g} x {args.start} + {args.alpha:g} x {args.tuned} -> {path}")
+
+
+if __name__ == "__main__":
+    main()

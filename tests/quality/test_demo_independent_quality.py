@@ -97,8 +97,8 @@ def test_sam_edges_beat_gradient_detectors(sam: Sam) -> None:
 
 def test_video_mask_iou_with_a_noisy_detector(sam: Sam) -> None:
     # quality_video.py --family independent's defaults: 6 % jitter, 15 % missed detections.
-    # Met since the demo SAM draws guided masks (0.852; stage 4's weights: 0.846, bilinear
-    # 0.778).
+    # Met since the demo SAM draws guided masks (0.860; stage 5's weights: 0.852, stage 4's:
+    # 0.846, bilinear 0.778).
     from composeseg.evaluation.tracking import TrackingEvaluator
     from composeseg.pipelines.video import VideoSegmentation
     from composeseg.pipelines.video_sim import SimulatedDetector, SimulatedDetectorConfig

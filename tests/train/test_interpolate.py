@@ -12,7 +12,7 @@ from transformers import SamModel
 from composeseg import load_sam
 from composeseg.tiny import build_model, tiny_sam_config
 from composeseg.train.grow import deepen_encoder
-from composeseg.train.interpolate import interpolate_weights
+from composeseg.train.interpolate import blend_checkpoints, interpolate_weights, main
 from composeseg.train.loop import export_model
 from composeseg.train.resize import resize_input
 
@@ -68,3 +68,24 @@ def test_frames_or_architectures_that_differ_are_refused(pair: tuple[SamModel, S
     for alpha in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="alpha"):
             interpolate_weights(start, tuned, alpha)
+
+
+def test_blend_checkpoints_moves_the_fine_tune_to_the_start_frame(
+    pair: tuple[SamModel, SamModel], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The shipped demo weights are such a blend: a 640 px fine-tune averaged at 512 px.
+    start, tuned = pair
+    export_model(start, tmp_path / "start")
+    export_model(resize_input(tuned, 256), tmp_path / "tuned")  # fine-tuned at another frame
+    main([str(tmp_path / "start"), str(tmp_path / "tuned"), "0.25", str(tmp_path / "out")])
+    assert "-> " in capsys.readouterr().out
+    blended = load_sam(tmp_path / "out", device="cpu").model
+    assert blended.config.vision_config.image_size == start.config.vision_config.image_size
+    back = resize_input(load_sam(tmp_path / "tuned", device="cpu").model, 128)
+    expected = interpolate_weights(start, back, 0.25).state_dict()
+    for name, weight in blended.state_dict().items():
+        # stored in float16 by default, as the demo model ships
+        torch.testing.assert_close(weight, expected[name], atol=2e-3, rtol=1e-3, msg=name)
+    with pytest.raises(ValueError, match="alpha"):
+        blend_checkpoints(tmp_path / "start", tmp_path / "tuned", 2.0, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
