@@ -31,12 +31,11 @@
 # measured phases are benchmarks/demo_limits.sh's widedecoder, widedecoder2 and widedecoder3:
 # the first drew its new modules with seed 0 and its data with seed 5, where --seed 5 here
 # draws both, and the third ran with 2 threads.
-# Stage 6 fine-tunes stage 5's last weights for 1,800 steps at a 640 px
-# frame on randomised scenes only (OUTDIR-wide640; demo_limits.sh's wide640, run with 2
-# threads), then averages them, moved back to 512 px, half and half with stage 5's
-# (composeseg.train.interpolate, WiSE-FT; OUTDIR-blend). The fine-tune alone gains on the
-# independent family and loses in-family and on the text route; the average keeps most of both.
-# Export with
+# Stage 6 fine-tunes stage 5's last weights for 1,800 steps at a 640 px frame on randomised
+# scenes only (OUTDIR-wide640; demo_limits.sh's wide640, run with 2 threads), then averages them,
+# moved back to 512 px, half and half with stage 5's (composeseg.train.interpolate, WiSE-FT;
+# OUTDIR-blend). The fine-tune alone gains on the independent family and loses in-family and on
+# the text route; the average keeps most of both. Export with
 #   benchmarks/export_demo.sh OUTDIR-blend
 set -euo pipefail
 OUT="${1:-/work/demo_train}"

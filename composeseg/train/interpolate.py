@@ -29,8 +29,7 @@ def interpolate_weights(start: SamModel, tuned: SamModel, alpha: float) -> SamMo
     Raises:
         ValueError: ``alpha`` outside [0, 1]; the two models' weights differ in names or shapes.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    _check_alpha(alpha)
     ours, theirs = start.state_dict(), tuned.state_dict()
     if ours.keys() != theirs.keys():
         differ = sorted(ours.keys() ^ theirs.keys())
@@ -52,6 +51,11 @@ def interpolate_weights(start: SamModel, tuned: SamModel, alpha: float) -> SamMo
     return model.eval()
 
 
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 <= alpha <= 1.0:  # NaN fails too
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+
+
 def blend_checkpoints(
     start: str | Path, tuned: str | Path, alpha: float, out: str | Path, dtype: str = "float16"
 ) -> Path:
@@ -70,6 +74,7 @@ def blend_checkpoints(
     from composeseg.train.model import check_trainable, frame_size
     from composeseg.train.resize import resize_input
 
+    _check_alpha(alpha)  # before two models are loaded
     first = check_trainable(load_sam(str(start), device="cpu").model)
     second = check_trainable(load_sam(str(tuned), device="cpu").model)
     second = resize_input(second, frame_size(first))
