@@ -266,19 +266,12 @@ def coco_instances(
 def scene_instances(
     seeds: Iterable[int], config: SceneConfig | None = None, *, family: str = "training"
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(image, masks)`` of the generated scene of each seed.
+    """``(image, masks)`` of the generated scene of each seed in ``family``
+    (:func:`~composeseg.evaluation.families.family_scene`; ``config`` for the ``"training"``
+    family)."""
+    from composeseg.evaluation.families import check_family, family_scene
 
-    ``family="training"``: the training generator (``config``, default ``SceneConfig()``);
-    ``"independent"``: :mod:`composeseg.synthetic.independent` (evaluation only).
-    """
-    from composeseg.synthetic import SceneConfig, generate_scene
-    from composeseg.synthetic.independent import generate_independent_scene
-
-    if family not in ("training", "independent"):
-        raise ValueError(f"family must be 'training' or 'independent', got {family!r}")
+    check_family(family)
     for seed in seeds:
-        if family == "independent":
-            scene = generate_independent_scene(int(seed))
-        else:
-            scene = generate_scene(int(seed), config or SceneConfig())
+        scene = family_scene(family, seed, config)
         yield scene.image, scene.masks()

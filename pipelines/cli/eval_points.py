@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from composeseg.evaluation.families import SCENE_FAMILIES
 from composeseg.pipelines.cli.common import add_model_options, add_zoom_option, load_model
 
 
@@ -33,11 +34,12 @@ def register(eval_subparsers: Any) -> None:
     )
     parser.add_argument(
         "--family",
-        choices=("training", "independent"),
+        choices=SCENE_FAMILIES,
         default="training",
-        help="generated scenes of --synthetic: the training generator's family (new seeds: "
-        "in-distribution) or the independent one (composeseg.synthetic.independent, other "
-        "shapes, looks and sizes; see --split)",
+        help="generated scenes of --synthetic: the training generator, its domain-randomised "
+        "generator in default or crowded layouts (new seeds of all three: in-distribution for "
+        "the demo SAM), or the independent family (composeseg.synthetic.independent, other "
+        "shapes, looks and sizes, never trained on; see --split)",
     )
     parser.add_argument(
         "--split",
@@ -55,9 +57,9 @@ def register(eval_subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from composeseg.evaluation.families import family_seeds
     from composeseg.evaluation.points import coco_instances, point_prompt_miou, scene_instances
     from composeseg.io import check_output_file, write_json
-    from composeseg.train.config import EVALUATION_SEED_START
 
     if args.output is not None:
         check_output_file(args.output)  # before any work
@@ -69,12 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--synthetic must be >= 0, got {args.synthetic}")
     total = None
     if args.synthetic:
-        if args.family == "independent":
-            from composeseg.synthetic.independent import independent_seeds
-
-            seeds = independent_seeds(args.split, args.synthetic)
-        else:
-            seeds = list(range(EVALUATION_SEED_START, EVALUATION_SEED_START + args.synthetic))
+        seeds = family_seeds(args.family, args.synthetic, args.split)
         samples = scene_instances(seeds, family=args.family)
         total = args.synthetic
     else:
