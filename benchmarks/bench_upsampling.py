@@ -3,12 +3,15 @@
 Usage:
     python benchmarks/bench_upsampling.py                 # demo SAM, 3 image sizes, 1 thread
     python benchmarks/bench_upsampling.py --sizes 360x480 --threads 2
+    python benchmarks/bench_upsampling.py --sam DIR       # DIR with a mask refiner: + learned
 
 One generated scene per size (objects scale with the image), one embedding, box prompts of
 every object; ``Sam.segment`` timed with ``upsampling="bilinear"`` (the peer: Meta's
-``postprocess_masks``) and ``"guided"`` on the same embedding, best of 3. Box mIoU is against
-the scene's ground truth: in-distribution for the demo SAM (its training generator), so it shows
-the mechanism, not a zero-shot figure (README, "The demo model", has those).
+``postprocess_masks``) and ``"guided"`` on the same embedding, best of 3; a model directory
+with a learned mask refiner (``python -m composeseg.train.refiner``) adds ``"learned"``. Box
+mIoU is against the scene's ground truth: in-distribution for the demo SAM (its training
+generator), so it shows the mechanism, not a zero-shot figure (README, "The demo model", has
+those).
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ def main() -> None:
     guided = load_sam(args.sam, device="cpu", upsampling="guided")
     # same model, so the guided Sam's embeddings (which hold the image) serve both
     bilinear = Sam(guided.backend, device=guided.device, upsampling="bilinear")
+    sams = [bilinear, guided]
+    if guided.refiner is not None:
+        learned = Sam(
+            guided.backend, device=guided.device, upsampling="learned", refiner=guided.refiner
+        )
+        sams.append(learned)
     rows = []
     for size in args.sizes:
         height, width = (int(v) for v in size.split("x"))
@@ -51,34 +60,25 @@ def main() -> None:
         truth = np.stack([instance.mask for instance in scene.instances])
         embedding = guided.embed(scene.image)
         cells = []
-        for sam in (bilinear, guided):
+        for sam in sams:
             seconds = best_time(partial(sam.segment, embedding, boxes=boxes), repeat=3)
             masks = sam.segment(embedding, boxes=boxes).dense()
             miou = float(paired_mask_iou(masks[:, 0], truth).mean())
             cells.append((1000 * seconds / len(boxes), miou))
-        (plain_ms, plain_iou), (guided_ms, guided_iou) = cells
+        plain_ms = cells[0][0]
         rows.append(
-            [
-                f"{width}×{height}",
-                len(boxes),
-                f"{plain_ms:.1f}",
-                f"{guided_ms:.1f}",
-                f"{guided_ms / plain_ms:.1f}×",
-                f"{plain_iou:.3f}",
-                f"{guided_iou:.3f}",
-            ]
+            [f"{width}×{height}", len(boxes)]
+            + [f"{ms:.1f}" for ms, _ in cells]
+            + [f"{ms / plain_ms:.1f}×" for ms, _ in cells[1:]]
+            + [f"{iou:.3f}" for _, iou in cells]
         )
     print(f"{guided.name}, {args.threads} thread(s), Sam.segment with box prompts, best of 3")
+    names = [sam.upsampling for sam in sams]
     print_table(
-        [
-            "image",
-            "objects",
-            "bilinear ms/object",
-            "guided ms/object",
-            "cost",
-            "box mIoU bilinear",
-            "box mIoU guided",
-        ],
+        ["image", "objects"]
+        + [f"{name} ms/object" for name in names]
+        + [f"{name} cost" for name in names[1:]]
+        + [f"box mIoU {name}" for name in names],
         rows,
     )
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from composeseg.backends.attention import AttentionImpl
     from composeseg.backends.base import Backend
+    from composeseg.refiner import MaskRefiner
     from composeseg.sam import Sam
     from composeseg.upsampling import Upsampling
 
@@ -90,10 +91,12 @@ def load_sam(
         compile: run the image encoder through ``torch.compile`` (opt-in; the first call
             compiles). Where compilation fails, a warning and the eager encoder
             (:mod:`composeseg.backends.compiling`).
-        upsampling: ``"bilinear"`` (Meta's) or ``"guided"``: masks refitted to the image's
-            edges (:mod:`composeseg.upsampling`; see :class:`~composeseg.Sam`). Default: what
-            the model's config names as ``composeseg_upsampling`` (the demo model: guided;
-            an ONNX export: the exported model's), else bilinear.
+        upsampling: ``"bilinear"`` (Meta's), ``"guided"``: masks refitted to the image's
+            edges (:mod:`composeseg.upsampling`; see :class:`~composeseg.Sam`), or
+            ``"learned"``: guided, then corrected by the learned mask refiner a model
+            directory may hold (:mod:`composeseg.refiner`). Default: what the model's config
+            names as ``composeseg_upsampling`` (the demo model: guided; an ONNX export: the
+            exported model's), else bilinear.
 
     Raises:
         FileNotFoundError: a path-like source that does not exist.
@@ -146,7 +149,18 @@ def load_sam(
         name=name,
         upsampling=upsampling
         or check_upsampling(getattr(model.config, UPSAMPLING_KEY, "bilinear")),
+        refiner=_refiner_of(source),
     )
+
+
+def _refiner_of(source: str | os.PathLike | None) -> MaskRefiner | None:
+    """The learned mask refiner stored beside a model directory's weights, if any."""
+    from composeseg.refiner import load_refiner
+
+    if source is None:
+        return load_refiner(DEMO_MODEL_DIR)
+    path = Path(os.fspath(source)).expanduser()
+    return load_refiner(path) if path.is_dir() else None
 
 
 def _load_model(source: str | os.PathLike | None) -> tuple[Any, str]:

@@ -124,6 +124,9 @@ def export_onnx(
             (:class:`~composeseg.onnx_graphs.MetaSignatureDecoder`).
         check_scenes: generated scenes run through both runtimes before the files are kept.
 
+    A model with ``upsampling="learned"`` exports with guided upsampling: its learned mask
+    refiner (:mod:`composeseg.refiner`) is not part of the graphs.
+
     Raises:
         ValueError: an unsupported family (names the supported ones), an ONNX export as
             input, bad options, or a directory that holds a transformers model.
@@ -349,7 +352,8 @@ def _export_fp32(
         precision="fp32",
         files=files,
         opset=opset,
-        upsampling=sam.upsampling,
+        # the learned refiner is a torch module outside the graphs: exports draw guided masks
+        upsampling="guided" if sam.upsampling == "learned" else sam.upsampling,
         versions={
             "composeseg": __version__,
             "torch": torch.__version__,

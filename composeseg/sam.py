@@ -13,13 +13,14 @@ from composeseg.geometry import clip_boxes
 from composeseg.image import ImageSource, load_image
 from composeseg.prediction import ImageEmbedding, MaskPrediction
 from composeseg.prompts import PADDING, Prompts, as_prompts
+from composeseg.refiner import REFINER_FILE, MaskRefiner
 from composeseg.transforms import (
     boxes_to_input_frame,
     coords_to_input_frame,
     preprocess,
     upscale_logits,
 )
-from composeseg.upsampling import Upsampling, check_upsampling
+from composeseg.upsampling import IMAGE_GUIDED, Upsampling, check_upsampling
 
 # Upsampled float logits are produced in slices of at most this many bytes (at least one
 # object), so a 64-object prediction on a 12-megapixel photo never holds gigabytes of float32.
@@ -40,7 +41,12 @@ class Sam:
         upsampling: how low-res logits become full-resolution masks. ``"bilinear"``
             (default): Meta's ``postprocess_masks``. ``"guided"``: then refitted to the image's
             edges by a colour guided filter (:mod:`composeseg.upsampling`); embeddings keep a
-            reference to their image for it.
+            reference to their image for it. ``"learned"``: guided, then corrected by
+            ``refiner`` (:mod:`composeseg.refiner`).
+        refiner: the model's learned mask refiner; needed by, and only used by, ``"learned"``.
+
+    Raises:
+        ValueError: ``upsampling="learned"`` without a refiner.
     """
 
     def __init__(
@@ -52,6 +58,7 @@ class Sam:
         decode_batch_size: int = 64,
         name: str = "",
         upsampling: Upsampling = "bilinear",
+        refiner: MaskRefiner | None = None,
     ) -> None:
         if decode_batch_size < 1:
             raise ValueError(f"decode_batch_size must be >= 1, got {decode_batch_size}")
@@ -61,6 +68,12 @@ class Sam:
         self.decode_batch_size = decode_batch_size
         self.name = name or type(backend.model).__name__
         self.upsampling = check_upsampling(upsampling)
+        if self.upsampling == "learned" and refiner is None:
+            raise ValueError(
+                f"upsampling='learned' needs a mask refiner, and {self.name} has none: its "
+                f"directory holds no {REFINER_FILE} (python -m composeseg.train.refiner makes one)"
+            )
+        self.refiner = refiner
         self._key = f"{backend.family}:{id(backend.model)}"
 
     @property
@@ -134,7 +147,7 @@ class Sam:
                 original_size=(int(rgb.shape[0]), int(rgb.shape[1])),
                 input_size=input_size,
                 model_key=self._key,
-                image=rgb if self.upsampling == "guided" else None,
+                image=rgb if self.upsampling in IMAGE_GUIDED else None,
             )
             for i, (rgb, (_, input_size)) in enumerate(zip(rgbs, batch, strict=True))
         ]
@@ -325,7 +338,7 @@ class Sam:
                 embedding.original_size,
                 self.backend.resize_mode,
             )
-            if self.upsampling == "guided":
+            if self.upsampling in IMAGE_GUIDED:
                 full = self._guided(full, embedding)
             yield slice(i, i + len(full)), full
 
@@ -334,7 +347,15 @@ class Sam:
 
         n, k = full.shape[:2]
         planes = full.reshape(n * k, *full.shape[2:]).cpu().numpy()  # shares a CPU tensor
+        bilinear = planes.copy() if self.upsampling == "learned" else None
         refined = guided_logits(planes, embedding, self.backend.mask_size)
+        # guided_logits has refused an embedding without its image; __init__, a missing refiner
+        if bilinear is not None and self.refiner is not None and embedding.image is not None:
+            from composeseg.refiner import refine_logits
+
+            refined = refine_logits(
+                self.refiner, bilinear, refined, embedding.image, self.backend.mask_size
+            )
         return torch.from_numpy(refined).reshape(full.shape).to(full.device)
 
     def _as_embedding(self, value: ImageSource | ImageEmbedding) -> ImageEmbedding:

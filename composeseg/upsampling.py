@@ -25,8 +25,11 @@ import numpy as np
 if TYPE_CHECKING:
     from composeseg.prediction import ImageEmbedding
 
-Upsampling = Literal["bilinear", "guided"]
-UPSAMPLINGS: tuple[str, ...] = ("bilinear", "guided")
+Upsampling = Literal["bilinear", "guided", "learned"]
+UPSAMPLINGS: tuple[str, ...] = ("bilinear", "guided", "learned")
+"""``"learned"``: guided, then a model directory's :class:`~composeseg.refiner.MaskRefiner`."""
+IMAGE_GUIDED: tuple[str, ...] = ("guided", "learned")
+"""Upsamplings that draw on the image: their embeddings keep it."""
 
 GUIDED_CELLS = 3.0
 """Window radius in low-resolution logit cells."""

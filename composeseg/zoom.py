@@ -24,7 +24,7 @@ from composeseg.image import ImageSource, load_image
 from composeseg.prediction import ImageEmbedding, MaskPrediction
 from composeseg.prompts import PADDING, Prompts, as_prompts
 from composeseg.transforms import downscale_logits, upscale_logits
-from composeseg.upsampling import guided_radius, guided_refine
+from composeseg.upsampling import IMAGE_GUIDED, guided_radius, guided_refine
 
 if TYPE_CHECKING:
     from composeseg.sam import Sam
@@ -239,7 +239,7 @@ def _decode_window(
         low, sam.image_size, embedding.input_size, size, sam.backend.resize_mode
     )[0]
     out = dense.cpu().numpy()
-    if sam.upsampling == "guided":
+    if sam.upsampling in IMAGE_GUIDED:  # the learned refiner never saw zoomed windows
         radius = guided_radius(size, sam.backend.mask_size, ZOOM_GUIDED_CELLS)
         guided_refine(out, pixels, radius, out=out)
     return out, iou[0].float().cpu().numpy()

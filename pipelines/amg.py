@@ -34,7 +34,7 @@ from composeseg.prediction import ImageEmbedding
 from composeseg.prompts import Prompts
 from composeseg.rle import Rle
 from composeseg.transforms import upscale_logits
-from composeseg.upsampling import guided_masks
+from composeseg.upsampling import IMAGE_GUIDED, guided_masks
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -295,7 +295,7 @@ class AutomaticMaskGenerator(Runnable):
         data = MaskSet.concatenate(parts)
         data = data.select(box_nms(data.boxes, data.iou, self.config.box_nms_thresh))
         data.crop_boxes = np.tile(np.asarray(crop_box, np.int64), (len(data), 1))
-        if self.sam.upsampling == "guided" and len(data):
+        if self.sam.upsampling in IMAGE_GUIDED and len(data):  # the refiner needs logits
             data = self._guided(data, embedding, crop_box)
         return data
 

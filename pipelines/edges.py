@@ -29,7 +29,7 @@ from composeseg.pipelines.amg_data import MaskSet
 from composeseg.pipelines.config import resolve_config
 from composeseg.pipelines.runner import Runnable
 from composeseg.transforms import upscale_logits
-from composeseg.upsampling import check_upsampling, guided_radius, guided_refine
+from composeseg.upsampling import IMAGE_GUIDED, check_upsampling, guided_radius, guided_refine
 
 if TYPE_CHECKING:
     from composeseg.pipelines.runner import Job
@@ -71,8 +71,8 @@ class EdgeConfig:
             [0, 1]), so masks the model doubts (a ragged piece of textured background) add
             faint edges. Not in the paper's recipe, hence off by default.
         upsampling: probability maps ``"bilinear"`` (the paper's) or ``"guided"`` (refitted
-            to the image's edges); None: the model's own (``Sam.upsampling``; the demo model:
-            guided).
+            to the image's edges; ``"learned"`` draws them guided too); None: the model's own
+            (``Sam.upsampling``; the demo model: guided).
     """
 
     points_per_side: int = 16
@@ -157,7 +157,7 @@ class EdgeDetection(Runnable):
     @property
     def guided(self) -> bool:
         """Whether probability maps are refitted to the image (:attr:`EdgeConfig.upsampling`)."""
-        return (self.config.upsampling or self.sam.upsampling) == "guided"
+        return (self.config.upsampling or self.sam.upsampling) in IMAGE_GUIDED
 
     def mask_edges(
         self, masks: MaskSet, image_size: tuple[int, int], *, image: np.ndarray | None = None

@@ -108,6 +108,22 @@ class PointPromptMetrics:
         return asdict(self)
 
 
+def add_clicks(
+    points: np.ndarray, labels: np.ndarray, predicted: np.ndarray, targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, P, 2)`` points and ``(N, P)`` labels with each object's :func:`next_click` on its
+    ``(N, H, W) bool`` predicted mask appended: ``(N, P + 1, 2)`` and ``(N, P + 1)``, padding
+    (label -1) where the mask has nothing wrong."""
+    new_points = np.zeros((len(targets), 1, 2), np.float32)
+    new_labels = np.full((len(targets), 1), PADDING, np.int64)
+    for i, (mask, target) in enumerate(zip(predicted, targets, strict=True)):
+        click = next_click(mask, target)
+        if click is not None:
+            new_points[i, 0], new_labels[i, 0] = click
+    points = np.concatenate([points, new_points], axis=1)
+    return points, np.concatenate([labels, new_labels], axis=1)
+
+
 def image_ious(
     sam: Sam,
     image: np.ndarray,
@@ -160,14 +176,7 @@ def image_ious(
     current = one.dense()[rows, confident]
     logits = one.logits[rows, confident]
     for _ in range(interactive_points - 1):
-        clicks = [next_click(current[i], masks[i]) for i in rows]
-        new_points = np.zeros((len(masks), 1, 2), np.float32)
-        new_labels = np.full((len(masks), 1), PADDING, np.int64)
-        for i, click in enumerate(clicks):
-            if click is not None:
-                new_points[i, 0], new_labels[i, 0] = click
-        points = np.concatenate([points, new_points], axis=1)
-        labels = np.concatenate([labels, new_labels], axis=1)
+        points, labels = add_clicks(points, labels, current, masks)
         # a lost mask leaves the window to the clicks (segment_zoomed always adds them)
         extents = np.where(current.reshape(len(masks), -1).any(1)[:, None], tight_boxes(current), 0)
         step = segment(extents, points=points, point_labels=labels, mask_input=logits)

@@ -325,3 +325,18 @@ def test_missing_extra_is_named(demo: Subject, monkeypatch: pytest.MonkeyPatch) 
         load_sam(demo.report.directory)
     with pytest.raises(MissingExtraError, match=r"composeseg\[onnx\]"):
         export_onnx(demo.torch_sam, demo.report.directory.parent / "never")
+
+
+def test_a_learned_sam_exports_with_guided_masks(tiny: Subject, tmp_path: Path) -> None:
+    from composeseg.refiner import MaskRefiner
+
+    learned = Sam(
+        tiny.torch_sam.backend,
+        device=torch.device("cpu"),
+        upsampling="learned",
+        refiner=MaskRefiner(),
+    )
+    report = export_onnx(learned, tmp_path / "onnx", check_scenes=1)
+    manifest = json.loads(report.files["manifest"].read_text())
+    # the refiner is a torch module outside the graphs: the export says what it can draw
+    assert manifest["upsampling"] == load_sam(report.directory).upsampling == "guided"
