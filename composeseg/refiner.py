@@ -84,23 +84,18 @@ class MaskRefiner(nn.Module):
         return guided + self.head(hidden)
 
 
-def mask_windows(bilinear: np.ndarray, guided: np.ndarray, margin: int) -> list[tuple | None]:
+def mask_windows(
+    bilinear: np.ndarray, guided: np.ndarray, margin: int
+) -> list[tuple[int, int, int, int] | None]:
     """Per plane, the ``(top, bottom, left, right)`` window the refiner sees: the bounding box
     of the pixels that are, or may be, in the mask (guided logit > 0 or bilinear > -2), grown
     by ``margin`` and clipped to the image; None for a plane with no such pixel."""
-    height, width = guided.shape[1:]
-    windows: list[tuple | None] = []
-    for plain, fitted in zip(bilinear, guided, strict=True):
-        near = (fitted > 0) | (plain > _REACH)
-        rows, cols = np.flatnonzero(near.any(1)), np.flatnonzero(near.any(0))
-        if not len(rows):
-            windows.append(None)
-            continue
-        windows.append((
-            max(0, rows[0] - margin), min(height, rows[-1] + margin + 1),
-            max(0, cols[0] - margin), min(width, cols[-1] + margin + 1),
-        ))  # fmt: skip
-    return windows
+    from composeseg.upsampling import bounding_window
+
+    return [
+        bounding_window((fitted > 0) | (plain > _REACH), margin)
+        for plain, fitted in zip(bilinear, guided, strict=True)
+    ]
 
 
 @torch.inference_mode()

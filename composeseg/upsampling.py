@@ -88,16 +88,12 @@ def guided_refine(
     if radius < 1 or eps <= 0:
         raise ValueError(f"radius must be >= 1 and eps > 0, got {radius} and {eps}")
     out = np.array(logits, dtype=np.float32) if out is None else out
-    height, width = image.shape[:2]
     reach = 2 * radius + 1  # each of the filter's two box passes spreads one radius
     for i, plane in enumerate(logits):
-        inside = plane > _FLOOR
-        rows = np.flatnonzero(inside.any(axis=1))
-        if not len(rows):
+        window = bounding_window(plane > _FLOOR, reach)
+        if window is None:
             continue
-        cols = np.flatnonzero(inside.any(axis=0))
-        top, bottom = max(0, rows[0] - reach), min(height, rows[-1] + reach + 1)
-        left, right = max(0, cols[0] - reach), min(width, cols[-1] + reach + 1)
+        top, bottom, left, right = window
         # sigmoid in place on a float32 copy of the window: large images, one buffer
         fitted = np.clip(plane[top:bottom, left:right], -30.0, 30.0).astype(np.float32, copy=False)
         np.exp(np.negative(fitted, out=fitted), out=fitted)
@@ -106,6 +102,20 @@ def guided_refine(
         np.clip(fitted, _CLIP, 1.0 - _CLIP, out=fitted)
         out[i, top:bottom, left:right] = np.log(fitted / (1.0 - fitted))
     return out
+
+
+def bounding_window(region: np.ndarray, margin: int) -> tuple[int, int, int, int] | None:
+    """``(top, bottom, left, right)`` of the bounding box of ``(H, W) bool`` ``region``, grown
+    by ``margin`` pixels and clipped to the array; None for an empty region."""
+    rows = np.flatnonzero(region.any(axis=1))
+    if not len(rows):
+        return None
+    cols = np.flatnonzero(region.any(axis=0))
+    height, width = region.shape
+    return (
+        max(0, int(rows[0]) - margin), min(height, int(rows[-1]) + margin + 1),
+        max(0, int(cols[0]) - margin), min(width, int(cols[-1]) + margin + 1),
+    )  # fmt: skip
 
 
 def guided_logits(logits: np.ndarray, embedding: ImageEmbedding, mask_size: int) -> np.ndarray:

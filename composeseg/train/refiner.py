@@ -194,22 +194,31 @@ def _decode(
     sam: Sam, embedding: ImageEmbedding, image: np.ndarray, **prompts: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(N, K, H, W)`` bilinear and guided logits of a prompt batch, as ``upsampling="guided"``
-    draws them, with the ``(N, K, M, M)`` low-res logits and ``(N, K)`` scores."""
+    draws them, with the ``(N, K, M, M)`` low-res logits and ``(N, K)`` scores. The decoder
+    runs once and the logits are upsampled once (``Sam.segment`` would upsample them too)."""
+    from composeseg.prompts import as_prompts
+    from composeseg.sam import fit_to_image
     from composeseg.transforms import upscale_logits
     from composeseg.upsampling import guided_radius, guided_refine
 
-    low = sam.segment(embedding, **prompts)
-    bilinear = upscale_logits(
-        torch.from_numpy(low.logits),
-        sam.image_size,
-        embedding.input_size,
-        embedding.original_size,
-        sam.backend.resize_mode,
-    ).numpy()
+    multimask = bool(prompts.pop("multimask", False))
+    batch = fit_to_image(as_prompts(**prompts), embedding.original_size)
+    low, scores = sam.decode_low_res(embedding, batch, multimask=multimask)
+    bilinear = (
+        upscale_logits(
+            low,
+            sam.image_size,
+            embedding.input_size,
+            embedding.original_size,
+            sam.backend.resize_mode,
+        )
+        .cpu()
+        .numpy()
+    )
     planes = bilinear.reshape(-1, *bilinear.shape[2:])
     radius = guided_radius(embedding.original_size, sam.backend.mask_size)
     guided = guided_refine(planes, image, radius).reshape(bilinear.shape)
-    return bilinear, guided, low.logits, low.scores
+    return bilinear, guided, low.cpu().numpy(), scores.cpu().numpy()
 
 
 def _best(guided: np.ndarray, mask: np.ndarray) -> int:
