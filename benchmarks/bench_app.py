@@ -5,6 +5,7 @@ Usage:
     python benchmarks/bench_app.py --no-vit-b      # the demo model alone (seconds)
     python benchmarks/bench_app.py --clicks 300 --size 1024x768 --threads 1
     python benchmarks/bench_app.py --policy        # why one click gets 3 candidates, not more
+    python benchmarks/bench_app.py --no-vit-b --upsampling guided  # the demo without its refiner
 
 The server is the one ``composeseg serve`` runs (``create_app`` + uvicorn on 127.0.0.1, in a
 thread of this process); clicks go through HTTP with keep-alive, like a browser's. Each object
@@ -31,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from common import print_table
+
+from composeseg.upsampling import UPSAMPLINGS
 
 
 def click_script(masks: np.ndarray, count: int) -> list[dict[str, Any] | None]:
@@ -165,12 +168,12 @@ def profile(sam: Any, label: str, rgb: np.ndarray, masks: np.ndarray, repeat: in
     return rows
 
 
-def candidate_policy(seeds: range, clicks: int = 4) -> None:
-    """Mean IoU after each simulated click with the demo model: the app's policy (three
-    candidates for one click, the single-mask output after) against the most confident of
-    three candidates at every click. Each next click goes to the centre of the larger error
-    region (on the object where the mask misses it, off it where the mask spills), and the
-    selected candidate's logits are fed back, as in the app."""
+def candidate_policy(seeds: range, upsampling: str | None = None, clicks: int = 4) -> None:
+    """Mean IoU after each simulated click with the demo model (``upsampling``: None for its
+    own): the app's policy (three candidates for one click, the single-mask output after)
+    against the most confident of three candidates at every click. Each next click goes to
+    the centre of the larger error region (on the object where the mask misses it, off it
+    where the mask spills), and the selected candidate's logits are fed back, as in the app."""
     from scipy import ndimage
 
     from composeseg import load_sam
@@ -181,7 +184,7 @@ def candidate_policy(seeds: range, clicks: int = 4) -> None:
         y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
         return [x + 0.5, y + 0.5]
 
-    sam = load_sam(None, device="cpu")
+    sam = load_sam(None, device="cpu", upsampling=upsampling)
     totals = {
         "app: 3 candidates, then single mask": np.zeros(clicks),
         "3 candidates at every click": np.zeros(clicks),
@@ -233,11 +236,17 @@ def main() -> None:
     parser.add_argument(
         "--policy", action="store_true", help="instead: the candidate policy's IoU per click"
     )
+    parser.add_argument(
+        "--upsampling",
+        choices=UPSAMPLINGS,
+        default=None,
+        help="the demo model's mask upsampling (default: its own, learned)",
+    )
     args = parser.parse_args()
     import torch
 
     if args.policy:
-        candidate_policy(range(100, 120))
+        candidate_policy(range(100, 120), args.upsampling)
         return
     from PIL import Image
 
@@ -250,7 +259,10 @@ def main() -> None:
     from composeseg.loading import DEMO_MODEL_DIR
 
     megabytes = sum(f.stat().st_size for f in DEMO_MODEL_DIR.iterdir()) / 1e6
-    demo = (f"demo ({megabytes:.1f} MB)", lambda: load_sam(None, device="cpu"))
+    demo = (
+        f"demo ({megabytes:.1f} MB)",
+        lambda: load_sam(None, device="cpu", upsampling=args.upsampling),
+    )
     models: list[tuple[str, Any]] = [demo]
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as scratch:

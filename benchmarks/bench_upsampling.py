@@ -3,12 +3,12 @@
 Usage:
     python benchmarks/bench_upsampling.py                 # demo SAM, 3 image sizes, 1 thread
     python benchmarks/bench_upsampling.py --sizes 360x480 --threads 2
-    python benchmarks/bench_upsampling.py --sam DIR       # DIR with a mask refiner: + learned
+    python benchmarks/bench_upsampling.py --sam DIR       # any model; a mask refiner adds learned
 
-One generated scene per size (objects scale with the image), one embedding, box prompts of
-every object; ``Sam.segment`` timed with ``upsampling="bilinear"`` (the peer: Meta's
-``postprocess_masks``) and ``"guided"`` on the same embedding, best of 3; a model directory
-with a learned mask refiner (``python -m composeseg.train.refiner``) adds ``"learned"``. Box
+One generated scene per size (objects scale with the image), one embedding, box prompts of every
+object; ``Sam.segment`` timed with ``upsampling="bilinear"`` (the peer: Meta's
+``postprocess_masks``) and ``"guided"`` on the same embedding, best of 3; a model with a learned
+mask refiner (the demo SAM's; ``python -m composeseg.train.refiner``) adds ``"learned"``. Box
 mIoU is against the scene's ground truth: in-distribution for the demo SAM (its training
 generator), so it shows the mechanism, not a zero-shot figure (README, "The demo model", has
 those).

@@ -33,6 +33,7 @@ from composeseg.evaluation.families import SCENE_FAMILIES, family_scene, family_
 from composeseg.geometry import paired_mask_iou, tight_boxes
 from composeseg.sam import Sam
 from composeseg.transforms import resized_shape, upscale_logits
+from composeseg.upsampling import UPSAMPLINGS
 
 
 def low_res_roundtrip(masks: np.ndarray, sam: Sam) -> np.ndarray:
@@ -66,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--upsampling",
-        choices=("bilinear", "guided"),
+        choices=UPSAMPLINGS,
         default=None,
-        help="mask upsampling (default: the model's own; the demo SAM: guided)",
+        help="mask upsampling (default: the model's own; the demo SAM: learned)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

@@ -95,7 +95,7 @@ def load_sam(
             edges (:mod:`composeseg.upsampling`; see :class:`~composeseg.Sam`), or
             ``"learned"``: guided, then corrected by the learned mask refiner a model
             directory may hold (:mod:`composeseg.refiner`). Default: what the model's config
-            names as ``composeseg_upsampling`` (the demo model: guided; an ONNX export: the
+            names as ``composeseg_upsampling`` (the demo model: learned; an ONNX export: the
             exported model's), else bilinear.
 
     Raises:

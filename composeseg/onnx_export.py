@@ -226,7 +226,9 @@ def _unsupported(what: str) -> ValueError:
 
 
 def _as_torch_sam(sam: object) -> Sam:
-    """The model to export, on the CPU in float32 (a copy when it lives elsewhere)."""
+    """The model to export, on the CPU in float32 (a copy when it lives elsewhere), drawing the
+    masks its export will draw: guided where it draws learned ones, since the learned mask
+    refiner is a torch module outside the graphs (the export's checks compare against these)."""
     import torch
 
     from composeseg.loading import load_sam, read_model_type
@@ -243,13 +245,16 @@ def _as_torch_sam(sam: object) -> Sam:
         raise _unsupported(f"{type(sam).__name__} objects")
     if sam.family not in SUPPORTED_FAMILIES:
         raise _unsupported(f"the {sam.family!r} family")
+    upsampling = "guided" if sam.upsampling == "learned" else sam.upsampling
     if sam.device.type == "cpu" and sam.dtype == torch.float32:
-        return sam
+        if upsampling == sam.upsampling:
+            return sam
+        return Sam(sam.backend, device=sam.device, name=sam.name, upsampling=upsampling)
     model = copy.deepcopy(sam.model).to("cpu", torch.float32).eval()
     backend = type(sam.backend)(model)
     if hasattr(sam.backend, "hq_token_only"):
         backend.hq_token_only = sam.backend.hq_token_only  # type: ignore[attr-defined]
-    return Sam(backend, device=torch.device("cpu"), name=sam.name)
+    return Sam(backend, device=torch.device("cpu"), name=sam.name, upsampling=upsampling)
 
 
 def _export_fp32(
@@ -352,8 +357,7 @@ def _export_fp32(
         precision="fp32",
         files=files,
         opset=opset,
-        # the learned refiner is a torch module outside the graphs: exports draw guided masks
-        upsampling="guided" if sam.upsampling == "learned" else sam.upsampling,
+        upsampling=sam.upsampling,  # never "learned": see _as_torch_sam
         versions={
             "composeseg": __version__,
             "torch": torch.__version__,

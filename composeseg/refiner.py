@@ -4,8 +4,9 @@ SAM draws each mask from low-resolution logits (one per 4 × 4 model pixels); th
 filter (:mod:`composeseg.upsampling`) refits their boundary to the image's edges but cannot
 move a boundary further than its window, nor tell which of two touching regions the mask
 means. :class:`MaskRefiner` sees the image's pixels, the bilinear logits and the guided ones
-in a window around each mask, and adds a correction to the guided logits. Its receptive field
-is 35 pixels; it has no notion of objects beyond that. ``Sam(upsampling="learned")`` runs it
+in a window around each mask, and adds a correction to the guided logits within
+:data:`MAX_SHIFT` pixels of the guided boundary. Its receptive field is 35 pixels; it has no
+notion of objects beyond that. ``Sam(upsampling="learned")`` runs it
 after the guided filter; a model directory carries its weights as :data:`REFINER_FILE`
 (trained by ``python -m composeseg.train.refiner``).
 """
@@ -24,9 +25,17 @@ from torch import nn
 
 REFINER_FILE = "mask_refiner.safetensors"
 """The refiner's weights in a model directory; :func:`composeseg.load_sam` loads them."""
-WINDOW_MARGIN = 24
-"""Pixels around a mask's reach that the refiner sees: its receptive field's half-width (17)
-and some context."""
+WINDOW_MARGIN = 12
+"""Pixels around a mask's reach that the refiner sees, as in its training crops. Pixels this far
+out are rarely in a mask, so the zero padding at the window's edge costs nothing measurable
+(margins of 6, 12 and 24 score within 0.0005 box mIoU on the independent validation split) and
+a smaller window is faster (480 × 360: 27.4 ms per object at 24, 21.4 at 12, width 32)."""
+MAX_SHIFT = 3
+"""Pixels the refiner may move a guided boundary by: its correction applies within this distance
+of the guided mask's boundary only. Unbounded, it cut holes along the stripes of a large striped
+square (the README's first command: IoU 0.856 guided, 0.696 refined, 0.831 within 3 px); on the
+independent validation split bands of 3 and 4 px score what the unbounded refiner does (box
+0.748) and 2 px 0.002 less."""
 MAX_CELL = 5.0
 """Largest logit cell, in image pixels, the refiner works at: it trained on scenes up to 512 px
 on the long side (4 px per cell of 128 logits) and was measured on images up to 640 px (5)."""
@@ -38,11 +47,12 @@ class MaskRefiner(nn.Module):
     """Residual correction of guided mask logits.
 
     Args:
-        width: channels of the hidden layers.
+        width: channels of the hidden layers; 16 for the demo SAM (12 k parameters): 32 scored
+            0.005 box mIoU more on the independent validation split at twice the cost.
         dilations: one residual 3 × 3 convolution per entry, with that dilation.
     """
 
-    def __init__(self, width: int = 32, dilations: Sequence[int] = (1, 2, 4, 8, 1)) -> None:
+    def __init__(self, width: int = 16, dilations: Sequence[int] = (1, 2, 4, 8, 1)) -> None:
         super().__init__()
         if width < 1 or not dilations or min(dilations) < 1:
             raise ValueError(f"need width >= 1 and dilations >= 1, got {width}, {dilations}")
@@ -115,8 +125,8 @@ def refine_logits(
         mask_size: side M of the model's ``(M, M)`` low-resolution logits.
 
     Returns:
-        ``(N, H, W) float32`` logits, positive inside each mask; outside every window the
-        guided logits unchanged.
+        ``(N, H, W) float32`` logits, positive inside each mask; further than
+        :data:`MAX_SHIFT` pixels from the guided boundary, the guided logits unchanged.
     """
     if bilinear.shape != guided.shape or image.shape != (*guided.shape[1:], 3):
         raise ValueError(
@@ -130,6 +140,7 @@ def refine_logits(
     # the refiner learned on cells of up to MAX_CELL pixels; on a larger image each window runs
     # shrunk to that scale and its correction is enlarged back onto the guided logits
     scale = min(1.0, MAX_CELL / cell)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * MAX_SHIFT + 1, 2 * MAX_SHIFT + 1))
     for i, window in enumerate(mask_windows(bilinear, guided, WINDOW_MARGIN)):
         if window is None:
             continue
@@ -150,7 +161,9 @@ def refine_logits(
         if scale < 1:
             size = (right - left, bottom - top)
             correction = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
-        guided[i, rows, cols] = full + correction
+        inside = (full > 0).astype(np.uint8)
+        band = cv2.dilate(inside, disc).astype(bool) & ~cv2.erode(inside, disc).astype(bool)
+        guided[i, rows, cols] = np.where(band, full + correction, guided[i, rows, cols])
     return guided
 
 

@@ -1,16 +1,18 @@
 """Train the learned mask refiner (:mod:`composeseg.refiner`) of the demo SAM on generated scenes.
 
-    python -m composeseg.train.refiner -o OUTDIR [--scenes 1200] [--steps 3000] [--seed 0]
+    python -m composeseg.train.refiner -o OUTDIR [--sam DIR] [--scenes 1200] [--steps 3000]
+                                       [--seed 0] [--width 16]
 
-The demo SAM segments training-range scenes (the randomised generator in default and crowded
-layouts and the original generator, in turn) with the evaluation's prompt protocols: the tight
-box, the point farthest from the boundary (the best of its 3 masks) and two corrective clicks
-with the logits fed back. Per object and prompt a crop keeps the image, the bilinear and the
-guided logits and the ground truth. The refiner then learns on random 64 × 64 patches of the
-crops to correct the guided logits, with binary cross-entropy plus one minus the soft IoU of
-each patch (cross-entropy alone lowered the loss and the masks' IoU with it). OUTDIR gets a copy
-of the demo model with the refiner and ``composeseg_upsampling: "learned"``, so
-``load_sam(OUTDIR)`` uses it.
+The demo SAM (or the SAM in ``--sam DIR``, kept frozen) segments training-range scenes (the
+randomised generator in default and crowded layouts and the original generator, in turn) with
+the evaluation's prompt protocols: the tight box, the point farthest from the boundary (the best
+of its 3 masks) and two corrective clicks with the logits fed back. Per object and prompt a crop
+keeps the image, the bilinear and the guided logits and the ground truth. The refiner then
+learns on random 64 × 64 patches of the crops to correct the guided logits, with binary
+cross-entropy plus one minus the soft IoU of each patch (cross-entropy alone lowered the loss
+and the masks' IoU with it). OUTDIR gets a copy of that model with the refiner and
+``composeseg_upsampling: "learned"``, so ``load_sam(OUTDIR)`` uses it. The shipped refiner was
+trained with the defaults and ``--threads 1``.
 """
 
 from __future__ import annotations
@@ -122,11 +124,12 @@ def train_refiner(
     steps: int,
     *,
     seed: int = 0,
+    width: int = 16,
     refiner: MaskRefiner | None = None,
     progress: bool = False,
 ) -> tuple[MaskRefiner, list[dict[str, float]]]:
-    """Fit ``refiner`` (default: a new :class:`MaskRefiner`) to ``crops``; ``progress`` shows a
-    bar over the steps.
+    """Fit ``refiner`` (default: a new :class:`MaskRefiner` of ``width`` channels) to ``crops``;
+    ``progress`` shows a bar over the steps.
 
     Returns:
         The refiner in eval mode and its learning curve: per 200 steps (and the last), the mean
@@ -136,7 +139,7 @@ def train_refiner(
         raise ValueError(f"need steps >= 1 and crops, got {steps} steps and {len(crops)} crops")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    refiner = refiner or MaskRefiner()
+    refiner = refiner or MaskRefiner(width)
     refiner.train()
     optimizer = torch.optim.AdamW(refiner.parameters(), lr=1e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -162,9 +165,18 @@ def train_refiner(
     return refiner.eval(), curve
 
 
-def train(out: Path, *, scenes: int = 1200, steps: int = 3000, seed: int = 0) -> dict[str, Any]:
-    """Collect crops of the demo SAM on ``scenes`` scenes, train a refiner for ``steps`` steps
-    and write the demo model with it to ``out``.
+def train(
+    out: Path,
+    *,
+    sam: str = "",
+    scenes: int = 1200,
+    steps: int = 3000,
+    seed: int = 0,
+    width: int = 16,
+) -> dict[str, Any]:
+    """Collect crops of the SAM in directory ``sam`` (empty: the demo SAM) on ``scenes``
+    scenes, train a refiner of ``width`` channels for ``steps`` steps and write the model with
+    it to ``out``.
 
     The model folder replaces ``out`` atomically (:func:`~composeseg.train.loop.export_model`),
     then the refiner is written into it; if the run stops between the two, loading ``out``
@@ -179,11 +191,11 @@ def train(out: Path, *, scenes: int = 1200, steps: int = 3000, seed: int = 0) ->
     check_output_folder(Path(out).parent)
     if scenes < 1:
         raise ValueError(f"scenes must be >= 1, got {scenes}")
-    sam = load_sam(device="cpu", upsampling="bilinear")
+    model_sam = load_sam(sam or None, device="cpu", upsampling="bilinear")
     scene_iter = progress(training_scenes(scenes), total=scenes, desc="crops", unit="scene")
-    crops = collect_crops(sam, scene_iter)
-    refiner, curve = train_refiner(crops, steps, seed=seed, progress=True)
-    model = check_trainable(sam.model)
+    crops = collect_crops(model_sam, scene_iter)
+    refiner, curve = train_refiner(crops, steps, seed=seed, width=width, progress=True)
+    model = check_trainable(model_sam.model)
     setattr(model.config, UPSAMPLING_KEY, "learned")
     export_model(model, Path(out), dtype="float16")
     save_refiner(refiner, out)
@@ -286,10 +298,13 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> to
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m composeseg.train.refiner -o OUTDIR [--scenes N] [--steps N] [--seed N]``."""
+    """``python -m composeseg.train.refiner -o OUTDIR [--sam DIR] [--scenes N] [--steps N]
+    [--seed N] [--width N]``."""
     from composeseg.train.script import script_main
 
-    return script_main(argv, __doc__.splitlines()[0], train, scenes=1200, steps=3000, seed=0)
+    return script_main(
+        argv, __doc__.splitlines()[0], train, sam="", scenes=1200, steps=3000, seed=0, width=16
+    )
 
 
 if __name__ == "__main__":

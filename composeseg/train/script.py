@@ -10,7 +10,7 @@ from typing import Any
 
 
 def script_main(
-    argv: list[str] | None, description: str, train: Callable[..., Any], **defaults: float
+    argv: list[str] | None, description: str, train: Callable[..., Any], **defaults: float | str
 ) -> int:
     """Parse ``-o OUTDIR``, ``--threads N`` and one ``--name VALUE`` per default, then run
     ``train(OUTDIR, **options)`` with that many torch threads and print its metrics as JSON."""

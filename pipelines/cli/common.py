@@ -35,7 +35,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="low-res logits to masks: bilinear (Meta's), guided (refitted to the image's "
         "edges; composeseg.upsampling) or learned (guided, then corrected by the model "
         "directory's mask refiner; composeseg.refiner). Default: the model's own (the demo "
-        "model: guided), else bilinear",
+        "model: learned), else bilinear",
     )
 
 

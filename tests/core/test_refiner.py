@@ -1,5 +1,5 @@
-"""The learned mask refiner: identity when untrained, confined to each mask's window, saved and
-loaded with a model directory, and refused where it is missing."""
+"""The learned mask refiner: identity when untrained, confined to a band around each mask's
+boundary, saved and loaded with a model directory, and refused where it is missing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 
 from composeseg import load_sam
 from composeseg.refiner import (
+    MAX_SHIFT,
     REFINER_FILE,
     WINDOW_MARGIN,
     MaskRefiner,
@@ -45,16 +46,28 @@ def test_an_untrained_refiner_returns_the_guided_logits() -> None:
     assert np.array_equal(refine_logits(MaskRefiner(), bilinear, guided.copy(), image, 32), guided)
 
 
-def test_the_refiner_changes_each_mask_in_its_window_only() -> None:
+def _near_and_far(inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels next to the boundary of ``inside`` (on either side), and pixels more than
+    MAX_SHIFT + 1 pixels (chessboard) from it."""
+    import cv2
+
+    def grown(mask: np.ndarray, radius: int) -> np.ndarray:
+        square = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+        return cv2.dilate(mask.astype(np.uint8), square).astype(bool)
+
+    near = grown(inside, 1) & grown(~inside, 1)
+    return near, ~grown(near, MAX_SHIFT + 1)
+
+
+def test_the_refiner_moves_each_boundary_within_its_band_only() -> None:
     image, bilinear, guided = _planes()
+    guided[0, 30:100, 40:140] = 8.0  # a square large enough to have a deep inside
     out = refine_logits(_shifted(3.0), bilinear, guided.copy(), image, 32)
-    top, left = 50 - WINDOW_MARGIN, 70 - WINDOW_MARGIN
-    bottom, right = 60 + WINDOW_MARGIN, 90 + WINDOW_MARGIN
-    assert mask_windows(bilinear, guided, WINDOW_MARGIN) == [(top, bottom, left, right), None]
-    window = np.zeros((120, 160), bool)
-    window[top:bottom, left:right] = True
-    np.testing.assert_allclose(out[0][window], guided[0][window] + 3.0, atol=1e-5)
-    assert np.array_equal(out[0][~window], guided[0][~window])
+    window = (30 - WINDOW_MARGIN, 100 + WINDOW_MARGIN, 40 - WINDOW_MARGIN, 140 + WINDOW_MARGIN)
+    assert mask_windows(bilinear, guided, WINDOW_MARGIN) == [window, None]
+    near, far = _near_and_far(guided[0] > 0)
+    np.testing.assert_allclose(out[0][near], guided[0][near] + 3.0, atol=1e-5)
+    assert np.array_equal(out[0][far], guided[0][far])  # holes and islands are not its to make
     assert np.array_equal(out[1], guided[1])  # no pixel of that plane may be in a mask
 
 
@@ -64,10 +77,9 @@ def test_on_a_large_image_the_refiner_runs_at_its_own_scale() -> None:
     guided = np.full((1, 1200, 1600), -8.0, np.float32)
     guided[0, 400:700, 500:900] = 8.0
     out = refine_logits(_shifted(3.0), guided.copy(), guided.copy(), image, 40)
-    window = np.zeros((1200, 1600), bool)
-    window[400 - WINDOW_MARGIN : 700 + WINDOW_MARGIN, 500 - WINDOW_MARGIN : 900 + WINDOW_MARGIN] = 1
-    np.testing.assert_allclose(out[0][window], guided[0][window] + 3.0, atol=1e-4)
-    assert np.array_equal(out[0][~window], guided[0][~window])
+    near, far = _near_and_far(guided[0] > 0)
+    np.testing.assert_allclose(out[0][near], guided[0][near] + 3.0, atol=1e-4)
+    assert np.array_equal(out[0][far], guided[0][far])
 
 
 def test_refine_logits_refuses_mismatched_arrays() -> None:

@@ -6,11 +6,12 @@ trained or tuned on). Figures measured on new seeds of the training generator ar
 in-distribution (``test_demo_quality.py``); these say what a user meets on scenes the model was
 not built around. The floors are the generalisation issue's and must not be lowered.
 
-The shipped demo SAM meets the video and edge floors (its edges come from probability maps
-refitted to the image, its default guided upsampling); it does not reach the others yet
-(README, "The demo model"). Each of those still runs and asserts its floor, marked
-``xfail(strict=True)``: pytest reports it as an expected failure, never as a pass, and the day
-a model meets a floor the test XPASSes, which fails the suite until the marker is removed.
+The shipped demo SAM meets the video, edge and one-point floors (its edges come from probability
+maps refitted to the image; its masks are refitted and corrected by its learned mask refiner);
+it does not reach the others yet (README, "The demo model"). Each of those still runs and
+asserts its floor, marked ``xfail(strict=True)``: pytest reports it as an expected failure,
+never as a pass, and the day a model meets a floor the test XPASSes, which fails the suite until
+the marker is removed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from composeseg.synthetic.independent import generate_independent_scene, indepen
 
 SCENES = 40
 FLOORS = {"box": 0.80, "one_point_oracle": 0.72, "interactive": 0.80}
+MET = {"one_point_oracle"}  # since the learned mask refiner; the others run as expected failures
 INSTANCE_AP_FLOOR = 0.55  # simulated detector: 10 % jitter, 10 % dropped
 INSTANCE_SCENES = 30
 EDGE_SCENES = 4
@@ -53,8 +55,10 @@ def metrics(sam: Sam) -> PointPromptMetrics:
     return point_prompt_miou(sam, samples, interactive_points=3)
 
 
-@BELOW_FLOOR
-@pytest.mark.parametrize("protocol", sorted(FLOORS))
+@pytest.mark.parametrize(
+    "protocol",
+    [pytest.param(p, marks=() if p in MET else BELOW_FLOOR) for p in sorted(FLOORS)],
+)
 def test_demo_model_meets_the_zero_shot_floor(metrics: PointPromptMetrics, protocol: str) -> None:
     value = getattr(metrics, protocol)
     assert value >= FLOORS[protocol], (
@@ -97,8 +101,8 @@ def test_sam_edges_beat_gradient_detectors(sam: Sam) -> None:
 
 def test_video_mask_iou_with_a_noisy_detector(sam: Sam) -> None:
     # quality_video.py --family independent's defaults: 6 % jitter, 15 % missed detections.
-    # Met since the demo SAM draws guided masks (0.860; stage 5's weights: 0.852, stage 4's:
-    # 0.846, bilinear 0.778).
+    # Met since the demo SAM draws guided masks (0.877 with its learned mask refiner, guided
+    # 0.860; stage 5's weights: 0.852, stage 4's: 0.846, bilinear 0.778).
     from composeseg.evaluation.tracking import TrackingEvaluator
     from composeseg.pipelines.video import VideoSegmentation
     from composeseg.pipelines.video_sim import SimulatedDetector, SimulatedDetectorConfig
