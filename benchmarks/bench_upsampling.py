@@ -8,7 +8,8 @@ Usage:
 One generated scene per size (objects scale with the image), one embedding, box prompts of every
 object; ``Sam.segment`` timed with ``upsampling="bilinear"`` (the peer: Meta's
 ``postprocess_masks``) and ``"guided"`` on the same embedding, best of 3; a model with a learned
-mask refiner (the demo SAM's; ``python -m composeseg.train.refiner``) adds ``"learned"``. Box
+mask refiner (the demo SAM's; ``python -m composeseg.train.refiner``) adds ``"learned"``, and
+on a CPU with native bf16, where the refiner runs in bfloat16, ``"learned float32"``. Box
 mIoU is against the scene's ground truth: in-distribution for the demo SAM (its training
 generator), so it shows the mechanism, not a zero-shot figure (README, "The demo model", has
 those).
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import torch
@@ -37,6 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from composeseg import load_sam
+    from composeseg.device import cpu_has_native_bf16
     from composeseg.evaluation.points import paired_mask_iou
     from composeseg.sam import Sam
     from composeseg.synthetic import SceneConfig, generate_scene
@@ -44,12 +48,15 @@ def main() -> None:
     guided = load_sam(args.sam, device="cpu", upsampling="guided")
     # same model, so the guided Sam's embeddings (which hold the image) serve both
     bilinear = Sam(guided.backend, device=guided.device, upsampling="bilinear")
-    sams = [bilinear, guided]
+    variants = [("bilinear", bilinear, nullcontext), ("guided", guided, nullcontext)]
     if guided.refiner is not None:
         learned = Sam(
             guided.backend, device=guided.device, upsampling="learned", refiner=guided.refiner
         )
-        sams.append(learned)
+        variants.append(("learned", learned, nullcontext))
+        if cpu_has_native_bf16():  # the refiner runs in bfloat16 here; float32 is the peer
+            float32 = partial(patch, "composeseg.device.cpu_has_native_bf16", return_value=False)
+            variants.append(("learned float32", learned, float32))
     rows = []
     for size in args.sizes:
         height, width = (int(v) for v in size.split("x"))
@@ -60,9 +67,10 @@ def main() -> None:
         truth = np.stack([instance.mask for instance in scene.instances])
         embedding = guided.embed(scene.image)
         cells = []
-        for sam in sams:
-            seconds = best_time(partial(sam.segment, embedding, boxes=boxes), repeat=3)
-            masks = sam.segment(embedding, boxes=boxes).dense()
+        for _, sam, context in variants:
+            with context():
+                seconds = best_time(partial(sam.segment, embedding, boxes=boxes), repeat=3)
+                masks = sam.segment(embedding, boxes=boxes).dense()
             miou = float(paired_mask_iou(masks[:, 0], truth).mean())
             cells.append((1000 * seconds / len(boxes), miou))
         plain_ms = cells[0][0]
@@ -73,7 +81,7 @@ def main() -> None:
             + [f"{iou:.3f}" for _, iou in cells]
         )
     print(f"{guided.name}, {args.threads} thread(s), Sam.segment with box prompts, best of 3")
-    names = [sam.upsampling for sam in sams]
+    names = [name for name, _, _ in variants]
     print_table(
         ["image", "objects"]
         + [f"{name} ms/object" for name in names]

@@ -17,17 +17,15 @@ PYTHON="${PYTHON:-python}"
 "$PYTHON" - "$SRC" <<'PY'
 import sys
 
-from composeseg.loading import DEMO_MODEL_DIR, load_sam
-from composeseg.refiner import save_refiner
+from composeseg.loading import DEMO_MODEL_DIR, UPSAMPLING_KEY, load_sam
 from composeseg.train.loop import export_model
 
 sam = load_sam(sys.argv[1], device="cpu")
 model = sam.model
-# the demo SAM's masks are drawn on the image's edges unless a caller asks otherwise
-model.config.composeseg_upsampling = "learned" if sam.refiner is not None else "guided"
-export_model(model, DEMO_MODEL_DIR, "float16")
-if sam.refiner is not None:
-    save_refiner(sam.refiner, DEMO_MODEL_DIR)
+# the demo SAM's masks follow the image's edges unless a caller asks otherwise; with a refiner
+# export_model names "learned"
+setattr(model.config, UPSAMPLING_KEY, "guided")
+export_model(model, DEMO_MODEL_DIR, "float16", refiner=sam.refiner)
 size = sum(f.stat().st_size for f in DEMO_MODEL_DIR.iterdir())
 print(f"exported {sys.argv[1]} -> {DEMO_MODEL_DIR} ({size / 2**20:.2f} MiB)")
 PY

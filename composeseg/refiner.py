@@ -70,7 +70,8 @@ class MaskRefiner(nn.Module):
     def forward(
         self, image: torch.Tensor, bilinear: torch.Tensor, guided: torch.Tensor, cell: torch.Tensor
     ) -> torch.Tensor:
-        """Refined logits ``(B, 1, H, W) float32``.
+        """Refined logits ``(B, 1, H, W)``: the guided ones, clamped to ±10, plus
+        :meth:`correction`.
 
         Args:
             image: ``(B, 3, H, W)`` RGB values in [0, 255], float.
@@ -78,6 +79,13 @@ class MaskRefiner(nn.Module):
             guided: ``(B, 1, H, W)`` the same after the guided filter.
             cell: ``(B,)`` pixels per low-resolution logit cell (the image's long side / M).
         """
+        return guided.clamp(-_CLAMP, _CLAMP) + self.correction(image, bilinear, guided, cell)
+
+    def correction(
+        self, image: torch.Tensor, bilinear: torch.Tensor, guided: torch.Tensor, cell: torch.Tensor
+    ) -> torch.Tensor:
+        """``(B, 1, H, W)`` what :meth:`forward` adds to the clamped guided logits (same
+        arguments); apart, so a low-precision pass never rounds the guided logits themselves."""
         guided = guided.clamp(-_CLAMP, _CLAMP)
         features = torch.cat(
             [
@@ -91,7 +99,8 @@ class MaskRefiner(nn.Module):
         hidden = F.gelu(self.stem(features))
         for block in self.blocks:
             hidden = hidden + F.gelu(block(hidden))
-        return guided + self.head(hidden)
+        correction: torch.Tensor = self.head(hidden)
+        return correction
 
 
 def mask_windows(
@@ -126,7 +135,9 @@ def refine_logits(
 
     Returns:
         ``(N, H, W) float32`` logits, positive inside each mask; further than
-        :data:`MAX_SHIFT` pixels from the guided boundary, the guided logits unchanged.
+        :data:`MAX_SHIFT` pixels from the guided boundary, the guided logits unchanged. A
+        float32 refiner computes its correction in bfloat16 on CPUs with native bf16
+        (:func:`composeseg.device.cpu_has_native_bf16`), float32 elsewhere.
     """
     if bilinear.shape != guided.shape or image.shape != (*guided.shape[1:], 3):
         raise ValueError(
@@ -135,7 +146,12 @@ def refine_logits(
         )
     import cv2
 
+    from composeseg.device import cpu_has_native_bf16
+
     parameter = next(refiner.parameters())
+    # bfloat16 where the CPU has it natively: a pass over app-sized windows (80-260 px) takes
+    # 12 ms instead of 20, and box mIoU on the independent validation split moves by < 1e-4
+    low_precision = parameter.dtype == torch.float32 and cpu_has_native_bf16()
     cell = max(image.shape[:2]) / mask_size
     # the refiner learned on cells of up to MAX_CELL pixels; on a larger image each window runs
     # shrunk to that scale and its correction is enlarged back onto the guided logits
@@ -152,12 +168,13 @@ def refine_logits(
             size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
             views = [cv2.resize(v, size, interpolation=cv2.INTER_AREA) for v in views]
         pixels, plain, fitted = (np.ascontiguousarray(v, np.float32) for v in views)
-        inputs = [
+        rgb, coarse, start = (
             torch.from_numpy(x).to(parameter.dtype)
             for x in (pixels.transpose(2, 0, 1)[None], plain[None, None], fitted[None, None])
-        ]
+        )
         steps = torch.tensor([cell * scale], dtype=parameter.dtype)
-        correction = refiner(*inputs, steps)[0, 0].float().numpy() - fitted
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
+            correction = refiner.correction(rgb, coarse, start, steps)[0, 0].float().numpy()
         if scale < 1:
             size = (right - left, bottom - top)
             correction = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)

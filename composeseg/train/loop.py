@@ -23,6 +23,7 @@ from transformers import SamModel
 
 from composeseg.errors import first_line
 from composeseg.io import atomic_write, write_json
+from composeseg.refiner import MaskRefiner, save_refiner
 from composeseg.train.config import TrainConfig
 from composeseg.train.data import Prepared, SampleSource, TrainSample, augment, prepare
 from composeseg.train.model import check_trainable, encode, frame_size, freeze_fourier_matrix
@@ -84,10 +85,19 @@ def make_optimizer(model: SamModel, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
 
 
-def export_model(model: SamModel, directory: Path, dtype: str = "float32") -> Path:
+def export_model(
+    model: SamModel,
+    directory: Path,
+    dtype: str = "float32",
+    *,
+    refiner: MaskRefiner | None = None,
+) -> Path:
     """Write ``model`` with ``save_pretrained`` into ``directory``, replacing it atomically.
 
     ``dtype="float16"`` halves the file; :func:`composeseg.load_sam` loads it back in float32.
+    A ``refiner`` (:mod:`composeseg.refiner`) is written beside the weights and the exported
+    config names ``"learned"`` upsampling, so ``load_sam(directory)`` draws with it; weights
+    and refiner replace ``directory`` together.
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -100,8 +110,14 @@ def export_model(model: SamModel, directory: Path, dtype: str = "float32") -> Pa
     exported = copy.deepcopy(model).eval()
     if dtype == "float16":
         exported = exported.half()
+    if refiner is not None:
+        from composeseg.loading import UPSAMPLING_KEY
+
+        setattr(exported.config, UPSAMPLING_KEY, "learned")
     with quiet_loading():
         exported.save_pretrained(tmp)
+    if refiner is not None:
+        save_refiner(refiner, tmp)
     for file in tmp.iterdir():  # safetensors writes 0600 files; a shipped model must be readable
         file.chmod(0o644)
     if directory.exists():

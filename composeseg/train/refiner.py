@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from composeseg.refiner import MaskRefiner, save_refiner
+from composeseg.refiner import MaskRefiner
 
 if TYPE_CHECKING:
     from composeseg.prediction import ImageEmbedding
@@ -178,12 +178,11 @@ def train(
     scenes, train a refiner of ``width`` channels for ``steps`` steps and write the model with
     it to ``out``.
 
-    The model folder replaces ``out`` atomically (:func:`~composeseg.train.loop.export_model`),
-    then the refiner is written into it; if the run stops between the two, loading ``out``
-    fails with the missing refiner's name.
+    The model folder, with the refiner, replaces ``out`` atomically
+    (:func:`~composeseg.train.loop.export_model`).
     """
     from composeseg.io import check_output_folder
-    from composeseg.loading import UPSAMPLING_KEY, load_sam
+    from composeseg.loading import load_sam
     from composeseg.progress import progress
     from composeseg.train.loop import export_model
     from composeseg.train.model import check_trainable
@@ -195,10 +194,7 @@ def train(
     scene_iter = progress(training_scenes(scenes), total=scenes, desc="crops", unit="scene")
     crops = collect_crops(model_sam, scene_iter)
     refiner, curve = train_refiner(crops, steps, seed=seed, width=width, progress=True)
-    model = check_trainable(model_sam.model)
-    setattr(model.config, UPSAMPLING_KEY, "learned")
-    export_model(model, Path(out), dtype="float16")
-    save_refiner(refiner, out)
+    export_model(check_trainable(model_sam.model), Path(out), "float16", refiner=refiner)
     return {"crops": len(crops), "steps": steps, "curve": curve, "output": str(out)}
 
 

@@ -129,3 +129,27 @@ def test_a_model_directory_with_a_refiner_loads_and_uses_it(
     save_refiner(_shifted(20.0), model)
     grown = load_sam(model, device="cpu").segment(rgb_image, boxes=box).masks
     assert grown.sum() > guided.segment(rgb_image, boxes=box).masks.sum()
+
+
+def test_the_bfloat16_pass_draws_the_float32_masks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CPUs with native bf16 run the refiner in bfloat16: the demo's masks must not move
+    import cv2
+
+    from composeseg.evaluation.families import family_scene
+    from composeseg.loading import DEMO_MODEL_DIR
+
+    refiner = load_refiner(DEMO_MODEL_DIR)
+    assert refiner is not None
+    scene = family_scene("independent", 7)
+    truth = scene.masks().astype(np.float32)
+    # soft logits around the true boundaries, as upsampled SAM logits look
+    logits = np.stack([cv2.GaussianBlur(m, (0, 0), 3.0) * 16 - 8 for m in truth])
+    out = {}
+    for native in (False, True):
+        monkeypatch.setattr("composeseg.device.cpu_has_native_bf16", lambda native=native: native)
+        out[native] = refine_logits(refiner, logits, logits.copy(), scene.image, 128)
+    moved = out[False] != logits
+    assert moved.any() and not np.array_equal(out[True], out[False])  # both passes ran
+    assert np.abs(out[True] - out[False]).max() < 0.2
+    flipped = (out[True] > 0) != (out[False] > 0)
+    assert flipped.sum() <= 1e-3 * moved.sum()

@@ -55,8 +55,20 @@ def test_far_from_the_mask_nothing_changes() -> None:
     image, truth = disc_scene()
     logits = np.concatenate([coarse_logits(truth), np.full((1, SIZE, SIZE), -20, np.float32)])
     refined = guided_refine(logits, image, 3)
-    np.testing.assert_array_equal(refined[1], logits[1])  # no pixel reaches p = 1e-3
+    np.testing.assert_array_equal(refined[1], logits[1])  # no pixel reaches p = 0.018
     assert refined[0, 0, 0] == logits[0, 0, 0]  # a corner beyond two radii of the disc
+
+
+def test_a_faint_far_response_does_not_widen_the_filtered_area() -> None:
+    # SAM's probabilities often stay a little above zero far from the object (p ~ 0.005); the
+    # filter's area must not stretch over the image to reach them
+    image, truth = disc_scene()
+    wide = np.concatenate([image, np.full_like(image, 90)], axis=1)  # 96 x 192, disc on the left
+    logits = np.concatenate([coarse_logits(truth), np.full((1, SIZE, SIZE), -15, np.float32)], 2)
+    logits[0, 40:50, 180:190] = -5.0  # p = 0.0067, 130 px from the disc
+    refined = guided_refine(logits, wide, 3)
+    assert not np.array_equal(refined[0, :, :96], logits[0, :, :96])  # the disc is refitted
+    np.testing.assert_array_equal(refined[0, :, 96:], logits[0, :, 96:])
 
 
 def test_the_radius_counts_logit_cells() -> None:

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from composeseg import load_sam
-from composeseg.refiner import REFINER_FILE
+from composeseg.loading import UPSAMPLING_KEY
+from composeseg.refiner import REFINER_FILE, MaskRefiner
+from composeseg.train.loop import export_model
 from composeseg.train.refiner import collect_crops, main, train_refiner, training_scenes
 
 
@@ -58,3 +61,21 @@ def test_the_cli_writes_a_model_that_loads_with_its_refiner(
     (y0, x0), (y1, x1) = box.min(0), box.max(0) + 1
     predicted = sam.segment(image, boxes=np.array([x0, y0, x1, y1], np.float32)).masks
     assert predicted.shape == (1, 1, *image.shape[:2])
+
+
+def test_export_model_writes_the_refiner_with_the_weights(
+    tiny_sam_dir: Path, tmp_path: Path
+) -> None:
+    model = load_sam(tiny_sam_dir, device="cpu").model
+    before = getattr(model.config, UPSAMPLING_KEY, None)
+    refiner = MaskRefiner(4)
+    torch.nn.init.normal_(refiner.head.weight)  # not the identity an untrained one is
+    export_model(model, tmp_path / "m", refiner=refiner)
+    sam = load_sam(tmp_path / "m", device="cpu")
+    assert sam.upsampling == "learned" and sam.refiner is not None
+    for name, weight in refiner.state_dict().items():
+        assert torch.equal(sam.refiner.state_dict()[name], weight), name
+    assert getattr(model.config, UPSAMPLING_KEY, None) == before  # the caller's model is as it was
+    export_model(model, tmp_path / "m")  # the folder is replaced whole: no stale refiner
+    assert not (tmp_path / "m" / REFINER_FILE).exists()
+    assert load_sam(tmp_path / "m", device="cpu").refiner is None
