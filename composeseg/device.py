@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,12 +43,14 @@ def quiet_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+@cache  # the probes take ~0.2 ms, and the mask refiner asks on every batch of masks
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has bfloat16 matrix instructions (x86 AVX512-BF16 or AMX-BF16).
 
     oneDNN runs bfloat16 matmuls on them at 2-3x the float32 rate (measured on an AMD EPYC
     with AVX512-BF16: a ViT-B encoder pass 1.7x faster than float32); without them bfloat16 is
-    emulated and slower. Other architectures report False (not measured here).
+    emulated and slower. Other architectures report False (not measured here). Asked once per
+    process.
     """
     import torch
 
