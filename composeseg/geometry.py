@@ -8,7 +8,12 @@ inclusive-max boxes, as Meta's does (:func:`composeseg.rle.boxes_inclusive`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def tight_boxes(masks: np.ndarray) -> np.ndarray:
@@ -77,3 +82,28 @@ def paired_mask_iou(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
     inter = (predicted & target).sum((-2, -1))
     union = (predicted | target).sum((-2, -1))
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def mask_box_iou(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """IoU between the tight box of each of ``(N, K, M, M) bool`` masks (K candidates per
+    object, on any grid) and its object's ``(N, 4)`` xyxy box in the same grid's units:
+    ``(N, K) float32``, 0 for an empty mask. Torch, so low-res candidates never leave the
+    device."""
+    import torch
+
+    height, width = masks.shape[-2:]
+    rows, cols = masks.any(dim=3), masks.any(dim=2)  # (N, K, M)
+    ys = torch.arange(height, device=masks.device).float()
+    xs = torch.arange(width, device=masks.device).float()
+    big = float(max(height, width))
+    x0 = torch.where(cols, xs, big).amin(-1)
+    x1 = torch.where(cols, xs + 1, -1.0).amax(-1)
+    y0 = torch.where(rows, ys, big).amin(-1)
+    y1 = torch.where(rows, ys + 1, -1.0).amax(-1)
+    b = boxes[:, None, :].float()
+    iw = (torch.minimum(x1, b[..., 2]) - torch.maximum(x0, b[..., 0])).clamp(min=0)
+    ih = (torch.minimum(y1, b[..., 3]) - torch.maximum(y0, b[..., 1])).clamp(min=0)
+    inter = iw * ih
+    area_m = (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / (area_m + area_b - inter).clamp(min=1e-6)

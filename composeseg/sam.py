@@ -163,6 +163,7 @@ class Sam:
         point_labels: Any = None,
         mask_input: Any = None,
         multimask: bool = False,
+        box_fit: bool = False,
         output: str = "mask",
         progress: bool = False,
     ) -> MaskPrediction:
@@ -178,6 +179,9 @@ class Sam:
             mask_input: ``(N, M, M)`` (or ``(M, M)``) logits of an earlier prediction, to
                 refine it (M = 256 for the released models).
             multimask: return SAM's 3 candidate masks per object instead of 1.
+            box_fit: keep, for each object with a box, the one of SAM's four masks (single and
+                3 candidates) whose extent fits the box best, refined once with its logits
+                (:mod:`composeseg.box_fit`). Off: SAM's single mask, as Meta's predictor.
             output: ``"mask"``: dense masks; ``"rle"``: COCO RLEs, encoded slice by slice, so
                 thousands of objects on a large image never form an ``(N, K, H, W)`` array.
             progress: a progress bar over the decoder's chunks and the upsampling (long calls:
@@ -195,6 +199,8 @@ class Sam:
         """
         if output not in ("mask", "rle"):
             raise ValueError(f"output must be 'mask' or 'rle', got {output!r}")
+        if box_fit and multimask:
+            raise ValueError("box_fit keeps one mask per object; it cannot go with multimask=True")
         embedding = self._as_embedding(image_or_embedding)
         batch = fit_to_image(
             as_prompts(
@@ -211,7 +217,14 @@ class Sam:
         # one bar for the whole call: decoder chunks, then upsampling slices, in objects
         bar = progress_bar(total=2 * len(batch), desc="segment", unit="obj", enabled=progress)
         try:
-            logits, scores = self.decode_low_res(embedding, batch, multimask=multimask, bar=bar)
+            if box_fit:
+                from composeseg.box_fit import decode_box_fitted
+
+                best, best_scores = decode_box_fitted(self, embedding, batch)
+                logits, scores = best[:, None], best_scores[:, None]
+                bar.update(len(batch))
+            else:
+                logits, scores = self.decode_low_res(embedding, batch, multimask=multimask, bar=bar)
             if output == "rle":
                 masks, rles = None, self.rles_from_logits(logits, embedding, bar=bar)
             else:

@@ -92,6 +92,7 @@ def segment_zoomed(
     extents: Any = None,
     multimask: bool = False,
     refine: bool = True,
+    box_fit: bool = False,
     context: float = ZOOM_CONTEXT,
     embedding: ImageEmbedding | None = None,
 ) -> MaskPrediction:
@@ -110,6 +111,8 @@ def segment_zoomed(
         multimask: return SAM's 3 candidates per object.
         refine: decode once more in the window with the first mask's logits as mask prompt (single
             mask only); ``InstanceSegmentation``'s refinement, done where the detail is.
+        box_fit: keep, in each window, the mask that fits its box best among SAM's four
+            (:func:`composeseg.box_fit.decode_box_fitted`); single mask only.
         context: window side over the extent's longer side (:func:`zoom_windows`).
         embedding: this image's embedding, when the caller has one: used for the first pass
             and for windows that cover the whole image, instead of encoding it again.
@@ -128,6 +131,8 @@ def segment_zoomed(
     batch = fit_to_image(
         as_prompts(prompts, boxes=boxes, points=points, point_labels=point_labels), size
     )
+    if box_fit and multimask:
+        raise ValueError("box_fit keeps one mask per object; it cannot go with multimask=True")
     if batch.mask_input is not None:
         raise ValueError("segment_zoomed takes no mask_input: windows need prompts in pixels")
     if embedding is not None and embedding.original_size != size:
@@ -167,6 +172,7 @@ def segment_zoomed(
                 _shifted(batch[i], windows[i][:2]),
                 multimask=multimask,
                 refine=refine,
+                box_fit=box_fit,
             )
             masks[i, :, y0:y1, x0:x1] = window_masks > 0
             logits[i] = _to_whole_frame(sam, window_masks, windows[i], size)
@@ -224,6 +230,7 @@ def _decode_window(
     *,
     multimask: bool,
     refine: bool,
+    box_fit: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One object's decode in its window (``pixels``, ``(h, w, 3) uint8``, and ``embedding``
     of them): ``(K, h, w) float32`` logits at those pixels (refitted to them with a guided
@@ -232,9 +239,15 @@ def _decode_window(
 
     size = (int(pixels.shape[0]), int(pixels.shape[1]))
     prompts = fit_to_image(prompts, size)
-    low, iou = sam.decode_low_res(embedding, prompts, multimask=multimask)
-    if refine and not multimask:
-        low, iou = sam.decode_low_res(embedding, prompts, mask_logits=low[:, 0])
+    if box_fit and not multimask:
+        from composeseg.box_fit import decode_box_fitted
+
+        best, score = decode_box_fitted(sam, embedding, prompts, refine=refine)
+        low, iou = best[:, None], score[:, None]
+    else:
+        low, iou = sam.decode_low_res(embedding, prompts, multimask=multimask)
+        if refine and not multimask:
+            low, iou = sam.decode_low_res(embedding, prompts, mask_logits=low[:, 0])
     dense = upscale_logits(
         low, sam.image_size, embedding.input_size, size, sam.backend.resize_mode
     )[0]

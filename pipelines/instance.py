@@ -33,7 +33,7 @@ Detector = Callable[[Any], Prompts]
 """Any callable ``image -> Prompts``. A detector with a ``detect_file(path, image)`` method
 (e.g. :class:`~composeseg.adapters.CocoBoxes`) is given the file path when there is one."""
 
-MaskSelection = Literal["score", "box_iou", "largest"]
+MaskSelection = Literal["score", "box_fit", "box_iou", "largest"]
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,18 @@ class InstanceConfig:
     """Options of :class:`InstanceSegmentation`.
 
     Attributes:
-        refine: one refinement pass (best logits + box fed back); SAM's own evaluation does it.
-        multimask: decode SAM's 3 candidates per object and keep one (``mask_selection``);
-            with a box prompt one candidate is usually enough, so it defaults to off.
-        mask_selection: with ``multimask``: ``"score"`` (highest predicted IoU),
-            ``"box_iou"`` (candidate whose tight box best matches the prompt box, robust when
-            predicted IoU is poorly calibrated) or ``"largest"``.
+        refine: one refinement pass (the chosen logits + box fed back); SAM's own evaluation
+            does it.
+        mask_selection: which of SAM's masks an object keeps. ``"score"`` (default): the most
+            confident, which without ``multimask`` is SAM's single mask (the paper's protocol).
+            ``"box_fit"``: SAM's single mask and its 3 candidates, the one whose tight box best
+            matches the prompt box, predicted IoU breaking near-ties (:mod:`composeseg.box_fit`;
+            objects without a box keep the single mask): better on crowded scenes the demo SAM
+            never saw, a little worse on its own (README, "Box prompts"). With ``multimask``:
+            ``"box_iou"`` (tight box closest to the prompt box, predicted IoU ignored) and
+            ``"largest"`` pick among the 3 candidates too.
+        multimask: decode SAM's 3 candidates per object and keep one by ``"score"``,
+            ``"box_iou"`` or ``"largest"``; ``"box_fit"`` always weighs them, so it refuses it.
         min_mask_area: drop objects whose final mask has fewer pixels (0 keeps empty masks).
         zoom: segment each object in its own window, ``zoom`` times its box, enlarged to the
             model's input (:mod:`composeseg.zoom`; 5 is its default): much better masks for
@@ -61,10 +67,16 @@ class InstanceConfig:
     zoom: float | None = None
 
     def __post_init__(self) -> None:
-        if self.mask_selection not in ("score", "box_iou", "largest"):
+        if self.mask_selection not in ("score", "box_fit", "box_iou", "largest"):
             raise ValueError(
-                f"mask_selection must be 'score', 'box_iou' or 'largest', got "
+                f"mask_selection must be 'score', 'box_fit', 'box_iou' or 'largest', got "
                 f"{self.mask_selection!r}"
+            )
+        if self.multimask and self.mask_selection == "box_fit":
+            raise ValueError(
+                "mask_selection='box_fit' already weighs SAM's 3 candidates and its single mask; "
+                "multimask=True picks among the 3 by mask_selection='score', 'box_iou' or "
+                "'largest'"
             )
         if self.min_mask_area < 0:
             raise ValueError(f"min_mask_area must be >= 0, got {self.min_mask_area}")
@@ -175,17 +187,22 @@ class InstanceSegmentation(Runnable):
     def _decode(self, embedding: ImageEmbedding, prompts: Prompts) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
+        from composeseg.box_fit import decode_box_fitted
+
         cfg = self.config
-        logits, scores = self.sam.decode_low_res(embedding, prompts, multimask=cfg.multimask)
-        index = self._select(logits, scores, prompts, embedding)
-        rows = torch.arange(len(prompts), device=logits.device)
-        best, best_score = logits[rows, index], scores[rows, index]
-        if cfg.refine:
-            # the best logits go back as the mask prompt, staying on the device
-            logits, scores = self.sam.decode_low_res(
-                embedding, prompts, multimask=False, mask_logits=best
-            )
-            best, best_score = logits[:, 0], scores[:, 0]
+        if cfg.mask_selection == "box_fit":
+            best, best_score = decode_box_fitted(self.sam, embedding, prompts, refine=cfg.refine)
+        else:
+            logits, scores = self.sam.decode_low_res(embedding, prompts, multimask=cfg.multimask)
+            index = self._select(logits, scores, prompts, embedding)
+            rows = torch.arange(len(prompts), device=logits.device)
+            best, best_score = logits[rows, index], scores[rows, index]
+            if cfg.refine:
+                # the best logits go back as the mask prompt, staying on the device
+                logits, scores = self.sam.decode_low_res(
+                    embedding, prompts, multimask=False, mask_logits=best
+                )
+                best, best_score = logits[:, 0], scores[:, 0]
         masks = self.sam.masks_from_logits(best[:, None], embedding)[:, 0]
         return masks, best_score.float().cpu().numpy()
 
@@ -201,6 +218,7 @@ class InstanceSegmentation(Runnable):
             prompts,
             multimask=cfg.multimask,
             refine=cfg.refine,
+            box_fit=cfg.mask_selection == "box_fit",
             context=zoom,
             embedding=embedding,
         ).best()
@@ -209,19 +227,16 @@ class InstanceSegmentation(Runnable):
     def _select(
         self, logits: torch.Tensor, scores: torch.Tensor, prompts: Prompts, embedding: Any
     ) -> torch.Tensor:
-        import torch
 
         if logits.shape[1] == 1 or self.config.mask_selection == "score":
             return scores.argmax(dim=1)
         fg = logits > 0  # (N, K, M, M) in the model's low-res input frame
         if self.config.mask_selection == "largest" or prompts.boxes is None:
             return fg.flatten(2).sum(-1).argmax(dim=1)
-        from composeseg.transforms import boxes_to_input_frame
+        from composeseg.box_fit import low_res_boxes
+        from composeseg.geometry import mask_box_iou
 
-        scale = logits.shape[-1] / self.sam.image_size
-        frame = boxes_to_input_frame(prompts.boxes, embedding.original_size, embedding.input_size)
-        boxes = torch.as_tensor(frame * scale, device=logits.device, dtype=torch.float32)
-        return _box_iou_of_masks(fg, boxes).argmax(dim=1)
+        return mask_box_iou(fg, low_res_boxes(self.sam, prompts, embedding)).argmax(dim=1)
 
     def _detections(
         self, prompts: Prompts, masks: np.ndarray, mask_score: np.ndarray
@@ -234,25 +249,3 @@ class InstanceSegmentation(Runnable):
             keep = masks.reshape(n, -1).sum(1) >= self.config.min_mask_area
             return detections[keep]  # type: ignore[return-value]
         return detections
-
-
-def _box_iou_of_masks(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """IoU between each ``(N, K, M, M)`` mask's tight box and its object's ``(N, 4)`` box."""
-    import torch
-
-    height, width = masks.shape[-2:]
-    rows, cols = masks.any(dim=3), masks.any(dim=2)  # (N, K, M)
-    ys = torch.arange(height, device=masks.device).float()
-    xs = torch.arange(width, device=masks.device).float()
-    big = float(max(height, width))
-    x0 = torch.where(cols, xs, big).amin(-1)
-    x1 = torch.where(cols, xs + 1, -1.0).amax(-1)
-    y0 = torch.where(rows, ys, big).amin(-1)
-    y1 = torch.where(rows, ys + 1, -1.0).amax(-1)
-    b = boxes[:, None, :]
-    iw = (torch.minimum(x1, b[..., 2]) - torch.maximum(x0, b[..., 0])).clamp(min=0)
-    ih = (torch.minimum(y1, b[..., 3]) - torch.maximum(y0, b[..., 1])).clamp(min=0)
-    inter = iw * ih
-    area_m = (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return inter / (area_m + area_b - inter).clamp(min=1e-6)

@@ -86,7 +86,9 @@ class PointPromptMetrics:
     """Mean IoU over all instances under each protocol.
 
     Attributes:
-        box: tight ground-truth box.
+        box: tight ground-truth box, SAM's single mask (the paper's protocol).
+        box_fit: the same box, the mask of SAM's four that fits it best, refined once
+            (``Sam.segment(box_fit=True)``, :mod:`composeseg.box_fit`).
         one_point_oracle: one farthest-from-boundary point, best of the 3 masks.
         one_point_confident: same point, the mask with the highest predicted IoU.
         interactive: after ``interactive_points`` clicks.
@@ -96,6 +98,7 @@ class PointPromptMetrics:
     """
 
     box: float
+    box_fit: float
     one_point_oracle: float
     one_point_confident: float
     interactive: float
@@ -141,7 +144,8 @@ def image_ious(
             (:func:`composeseg.zoom.segment_zoomed`); None: the whole image, one encoder pass.
 
     Returns:
-        ``{"box", "one_point_oracle", "one_point_confident", "interactive"}`` -> ``(N,)``.
+        ``{"box", "box_fit", "one_point_oracle", "one_point_confident", "interactive"}``
+        -> ``(N,)``.
     """
     from composeseg.geometry import tight_boxes
     from composeseg.zoom import segment_zoomed
@@ -167,6 +171,7 @@ def image_ious(
         )
 
     box = segment(boxes=tight_boxes(masks))
+    box_fit = segment(boxes=tight_boxes(masks), box_fit=True)
     points = np.array([farthest_point(m) for m in masks], np.float32).reshape(-1, 1, 2)
     labels = np.ones((len(masks), 1), np.int64)
     one = segment(points=points, point_labels=labels, multimask=True)
@@ -183,6 +188,7 @@ def image_ious(
         current, logits = step.dense()[:, 0], step.logits[:, 0]
     return {
         "box": paired_mask_iou(box.dense()[:, 0], masks),
+        "box_fit": paired_mask_iou(box_fit.dense()[:, 0], masks),
         "one_point_oracle": one_iou.max(1),
         "one_point_confident": one_iou[rows, confident],
         "interactive": paired_mask_iou(current, masks),
@@ -232,6 +238,7 @@ def point_prompt_miou(
     means = {name: float(np.concatenate(v).mean()) for name, v in collected.items()}
     return PointPromptMetrics(
         box=means["box"],
+        box_fit=means["box_fit"],
         one_point_oracle=means["one_point_oracle"],
         one_point_confident=means["one_point_confident"],
         interactive=means["interactive"],

@@ -9,9 +9,10 @@ from typing import Any
 def add_detector_options(
     parser: argparse.ArgumentParser, *, multimask: bool = True, results_dataset: str | None = None
 ) -> None:
-    """Add --detector, --classes, --threshold, --top-k, --box-padding, --no-refine and (unless
-    the command has its own) --multimask. ``results_dataset`` names the option that gives the
-    COCO dataset a results-list detector refers to; without it, results lists are not offered.
+    """Add --detector, --classes, --threshold, --top-k, --box-padding, --no-refine, --box-fit
+    and (unless the command has its own) --multimask. ``results_dataset`` names the option that
+    gives the COCO dataset a results-list detector refers to; without it, results lists are not
+    offered.
     """
     results = (
         f"; a COCO results list: its boxes, on the images of {results_dataset}"
@@ -43,10 +44,25 @@ def add_detector_options(
     parser.add_argument(
         "--no-refine", action="store_true", help="skip SAM's refinement pass (faster)"
     )
+    parser.add_argument(
+        "--box-fit",
+        action="store_true",
+        help="keep, per box, the one of SAM's 4 masks whose extent fits the box best instead of "
+        "SAM's single mask (see composeseg.box_fit)",
+    )
     if multimask:
         parser.add_argument(
             "--multimask", action="store_true", help="decode 3 candidates per object, keep one"
         )
+
+
+def mask_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``multimask`` and ``mask_selection`` of ``--multimask`` and ``--box-fit`` (see
+    ``InstanceConfig``)."""
+    return {
+        "multimask": bool(getattr(args, "multimask", False)),
+        "mask_selection": "box_fit" if args.box_fit else "score",
+    }
 
 
 def build_detector(args: argparse.Namespace, spec: str, dataset: Any = None) -> Any:
@@ -67,6 +83,6 @@ def build_pipeline(args: argparse.Namespace, spec: str, dataset: Any = None) -> 
         load_model(args),
         detector,
         refine=not args.no_refine,
-        multimask=args.multimask,
         zoom=args.zoom,
+        **mask_options(args),
     )

@@ -114,14 +114,13 @@ def run(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     check_output_folder(args.output)
     sam = load_model(args)
+    options = {"multimask": args.multimask, "box_fit": args.box_fit and "boxes" in prompts}
     if args.zoom is not None:
         from composeseg.zoom import segment_zoomed
 
-        prediction = segment_zoomed(
-            sam, image, multimask=args.multimask, context=args.zoom, **prompts
-        )
+        prediction = segment_zoomed(sam, image, context=args.zoom, **options, **prompts)
     else:
-        prediction = sam.segment(image, multimask=args.multimask, **prompts)
+        prediction = sam.segment(image, **options, **prompts)
     detections = prediction.to_detections()
     paths = write_results(args.output, image, detections, args.image.name)
     print(f"{len(detections)} object(s) from {sam.name} -> {paths['annotated']}")

@@ -63,7 +63,7 @@ def add_tile_options(parser: argparse.ArgumentParser, *, everything: bool) -> No
 def tiled_instance(args: argparse.Namespace, progress: bool = True) -> Any:
     """The :class:`~composeseg.pipelines.tiled.TiledInstanceSegmentation` of the options."""
     from composeseg.pipelines.cli.common import load_model
-    from composeseg.pipelines.cli.detector_options import build_detector
+    from composeseg.pipelines.cli.detector_options import build_detector, mask_options
     from composeseg.pipelines.tiled import TiledInstanceSegmentation
 
     return TiledInstanceSegmentation(
@@ -74,8 +74,8 @@ def tiled_instance(args: argparse.Namespace, progress: bool = True) -> Any:
         upscale=args.upscale,
         large_image=args.large_image,
         refine=not args.no_refine,
-        multimask=args.multimask,
         progress=progress,
+        **mask_options(args),
     )
 
 

@@ -137,6 +137,21 @@ def test_click_gives_the_object_and_feeds_the_logits_back(app: Any, scenes: Any,
     assert not np.array_equal(expected.logits, without.logits)  # the mask prompt mattered
 
 
+def test_a_fresh_box_gets_the_mask_that_fits_it(app: Any, scenes: Any, helpers: Any):
+    from composeseg.geometry import tight_boxes
+
+    client, workspace, iid = app
+    truth = scenes.masks["scene0.png"][4]
+    box = [float(v) for v in tight_boxes(truth[None])[0]]
+    step = client.post(f"/api/images/{iid}/prompt", json={"box": box}).json()["editor"]
+    assert len(step["candidates"]) == 1
+    sam, embedding = workspace.sam, workspace._loaded[iid].embedding
+    fitted = sam.segment(embedding, boxes=[box], box_fit=True)
+    assert step["candidates"][0]["score"] == pytest.approx(float(fitted.scores[0, 0]), abs=1e-4)
+    assert helpers.iou(selected_mask(step), fitted.masks[0, 0]) > 0.99
+    assert helpers.iou(selected_mask(step), truth) >= 0.8
+
+
 def test_undo_redo_clear_select(app: Any, scenes: Any, helpers: Any):
     client, _, iid = app
     truth = scenes.masks["scene0.png"][0]

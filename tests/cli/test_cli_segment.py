@@ -41,6 +41,26 @@ def test_segment_writes_annotated_png_masks_and_coco_json(
         assert isinstance(annotation["mask_score"], float)
 
 
+@pytest.mark.parametrize("flag", [None, "--box-fit"])
+def test_box_fit_keeps_the_mask_that_fits_the_box(
+    tiny_sam_dir: Path, image_file: Path, tmp_path: Path, flag: str | None
+) -> None:
+    from composeseg import load_sam
+
+    out = tmp_path / "out"
+    argv = ["segment", str(image_file), "--sam", str(tiny_sam_dir), "-o", str(out)]
+    argv += ["--box", "30,20,100,60", "--box", "0,0,50,50", "--device", "cpu"]
+    assert main(argv + ([flag] if flag else [])) == 0
+    payload = json.loads((out / "predictions.json").read_text())
+    scores = [a["mask_score"] for a in payload["annotations"]]
+    sam = load_sam(str(tiny_sam_dir), device="cpu")
+    boxes = [[30, 20, 100, 60], [0, 0, 50, 50]]
+    fitted = sam.segment(str(image_file), boxes=boxes, box_fit=True).scores[:, 0]
+    single = sam.segment(str(image_file), boxes=boxes).scores[:, 0]
+    assert not np.allclose(fitted, single)  # the two must be told apart
+    np.testing.assert_allclose(scores, fitted if flag else single, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("boxes", "points", "per_object", "expected"),
     [

@@ -67,6 +67,30 @@ def test_refinement_changes_the_masks(tiny_sam, rgb_image) -> None:  # type: ign
     assert not np.array_equal(plain.data["mask_score"], refined.data["mask_score"])
 
 
+def test_box_fit_is_sams_box_fitted_segment(tiny_sam, rgb_image, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    calls = counting(tiny_sam, monkeypatch)
+    detections = InstanceSegmentation(tiny_sam, detector, mask_selection="box_fit")(rgb_image)
+    # SAM's single mask and its 3 candidates, then the chosen logits fed back
+    assert [(n, fed, k.get("multimask", False)) for n, fed, k in calls["decode"]] == [
+        (3, False, False),
+        (3, False, True),
+        (3, True, False),
+    ]
+    fitted = tiny_sam.segment(rgb_image, boxes=detections.xyxy, box_fit=True)
+    np.testing.assert_array_equal(detections.mask, fitted.masks[:, 0])
+    np.testing.assert_allclose(detections.data["mask_score"], fitted.scores[:, 0], rtol=1e-6)
+    with pytest.raises(ValueError, match="already weighs SAM's 3 candidates"):
+        InstanceSegmentation(tiny_sam, detector, multimask=True, mask_selection="box_fit")
+
+
+def test_zoomed_box_fit_decodes_all_four_in_each_window(tiny_sam, rgb_image, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    calls = counting(tiny_sam, monkeypatch)
+    InstanceSegmentation(tiny_sam, detector, zoom=1.5, mask_selection="box_fit")(rgb_image)
+    multimask = [k.get("multimask", False) for _, _, k in calls["decode"]]
+    assert [c[:2] for c in calls["decode"]] == [(1, False), (1, False), (1, True)] * 3
+    assert multimask == [False, True, False] * 3
+
+
 @pytest.mark.parametrize("selection", ["score", "box_iou", "largest"])
 def test_multimask_selection(tiny_sam, rgb_image, selection) -> None:  # type: ignore[no-untyped-def]
     pipe = InstanceSegmentation(

@@ -18,7 +18,7 @@ from composeseg.synthetic import SceneConfig
 from composeseg.train.config import EVALUATION_SEED_START
 
 SCENES = 40
-FLOORS = {"box": 0.85, "one_point_oracle": 0.70, "interactive": 0.85}
+FLOORS = {"box": 0.85, "box_fit": 0.85, "one_point_oracle": 0.70, "interactive": 0.85}
 
 
 def _require_demo_model() -> None:
