@@ -83,6 +83,7 @@ def build_workspace(args: argparse.Namespace) -> Any:
     """The :class:`~composeseg.pipelines.app.workspace.Workspace` the options describe."""
     from composeseg.pipelines.app.workspace import Workspace
     from composeseg.pipelines.cli.common import load_model
+    from composeseg.pipelines.cli.detector_options import mask_options
 
     sam = load_model(args)
     detector = None
@@ -112,7 +113,7 @@ def build_workspace(args: argparse.Namespace) -> Any:
         cache_size=args.cache_size,
         max_pixels=args.max_pixels,
         amg_options={"points_per_side": args.points_per_side},
-        instance_options={"refine": not args.no_refine},
+        instance_options={"refine": not args.no_refine, **mask_options(args)},
     )
 
 

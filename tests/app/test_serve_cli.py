@@ -67,3 +67,17 @@ def test_a_missing_app_extra_is_named(
     assert main(["serve", "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and 'pip install "composeseg[app]"' in err
+
+
+@pytest.mark.parametrize(("flags", "selection"), [([], "score"), (["--box-fit"], "box_fit")])
+def test_detector_mask_options_reach_the_workspace(
+    write_scenes: Any, tmp_path: Path, flags: list[str], selection: str
+) -> None:
+    from composeseg.pipelines.cli import build_parser
+    from composeseg.pipelines.cli.serve import build_workspace
+
+    scenes = write_scenes([0])
+    args = build_parser().parse_args(["serve", str(scenes.path), "-o", str(tmp_path), *flags])
+    workspace = build_workspace(args)
+    assert workspace.instance_options["mask_selection"] == selection
+    assert workspace.instance_options["refine"] is True
