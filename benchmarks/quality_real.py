@@ -169,13 +169,13 @@ def main(argv: list[str] | None = None) -> None:
         m = point_prompt_miou(sam, coco_instances(gt, args.out / "images"))
         rows.append(
             [real.name, real.what, f"{image.shape[1]}x{image.shape[0]}", m.instances]
-            + [f"{v:.3f}" for v in (m.box, m.one_point_oracle, m.one_point_confident)]
+            + [f"{v:.3f}" for v in (m.box, m.box_fit, m.one_point_oracle, m.one_point_confident)]
             + [f"{m.interactive:.3f}"]
         )
         if args.picture:
             strips.append(panels(sam, image, masks))
     print_table(
-        ["set", "what", "image", "objects", "box", "1 pt best of 3", "1 pt confident",
+        ["set", "what", "image", "objects", "box", "box fit", "1 pt best of 3", "1 pt confident",
          "3 pts interactive"],
         rows,
     )  # fmt: skip
