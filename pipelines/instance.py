@@ -227,7 +227,6 @@ class InstanceSegmentation(Runnable):
     def _select(
         self, logits: torch.Tensor, scores: torch.Tensor, prompts: Prompts, embedding: Any
     ) -> torch.Tensor:
-
         if logits.shape[1] == 1 or self.config.mask_selection == "score":
             return scores.argmax(dim=1)
         fg = logits > 0  # (N, K, M, M) in the model's low-res input frame
