@@ -199,8 +199,10 @@ class Sam:
         """
         if output not in ("mask", "rle"):
             raise ValueError(f"output must be 'mask' or 'rle', got {output!r}")
-        if box_fit and multimask:
-            raise ValueError("box_fit keeps one mask per object; it cannot go with multimask=True")
+        if box_fit:
+            from composeseg.box_fit import check_box_fit
+
+            check_box_fit(box_fit, multimask)
         embedding = self._as_embedding(image_or_embedding)
         batch = fit_to_image(
             as_prompts(

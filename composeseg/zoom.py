@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from composeseg.box_fit import check_box_fit, decode_box_fitted
 from composeseg.geometry import tight_boxes
 from composeseg.image import ImageSource, load_image
 from composeseg.prediction import ImageEmbedding, MaskPrediction
@@ -131,8 +132,7 @@ def segment_zoomed(
     batch = fit_to_image(
         as_prompts(prompts, boxes=boxes, points=points, point_labels=point_labels), size
     )
-    if box_fit and multimask:
-        raise ValueError("box_fit keeps one mask per object; it cannot go with multimask=True")
+    check_box_fit(box_fit, multimask)
     if batch.mask_input is not None:
         raise ValueError("segment_zoomed takes no mask_input: windows need prompts in pixels")
     if embedding is not None and embedding.original_size != size:
@@ -239,9 +239,7 @@ def _decode_window(
 
     size = (int(pixels.shape[0]), int(pixels.shape[1]))
     prompts = fit_to_image(prompts, size)
-    if box_fit and not multimask:
-        from composeseg.box_fit import decode_box_fitted
-
+    if box_fit:  # segment_zoomed refused it with multimask
         best, score = decode_box_fitted(sam, embedding, prompts, refine=refine)
         low, iou = best[:, None], score[:, None]
     else:

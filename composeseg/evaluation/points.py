@@ -170,8 +170,9 @@ def image_ious(
             sam, image, extents=extents, context=zoom, embedding=embedding, **prompts
         )
 
-    box = segment(boxes=tight_boxes(masks))
-    box_fit = segment(boxes=tight_boxes(masks), box_fit=True)
+    boxes = tight_boxes(masks)
+    box = segment(boxes=boxes)
+    box_fit = segment(boxes=boxes, box_fit=True)
     points = np.array([farthest_point(m) for m in masks], np.float32).reshape(-1, 1, 2)
     labels = np.ones((len(masks), 1), np.int64)
     one = segment(points=points, point_labels=labels, multimask=True)
