@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# What limits the demo SAM on the independent family: more training, more depth or more pixels?
+# What limits the demo SAM on the independent family: more training, depth, pixels or width?
 #
-#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]  # default: /work/demo_limits, all fifteen
+#   benchmarks/demo_limits.sh [OUTDIR] [EXPERIMENT...]  # default: /work/demo_limits, all seventeen
 #
-# Each experiment continues stage 4's weights with stage 4's data and schedule shape
-# (benchmarks/train_demo.sh; 1,800 steps, seed 5), changing one thing. Stage 4's weights were
+# Each experiment but the last two continues stage 4's weights with stage 4's data and schedule
+# shape (benchmarks/train_demo.sh; 1,800 steps, seed 5), changing one thing. Stage 4's weights were
 # the package's until stage 5 replaced them: STAGE4=DIR names them (default: train_demo.sh's
 # /work/demo_train-dense/model; `git show 'c46a4bb:composeseg/assets/demo_sam/FILE'` gives the
 # packaged copy the measured runs started from):
@@ -34,6 +34,10 @@
 #           as step 1,800, the wide640 weights it blends; stage 6, the package's); after wide640.
 #   The two measured runs drew their new modules with seed 0 and their data with seed 5; here
 #   --seed 5 draws both (composeseg.train.grow.rebuild_decoder takes the run's seed).
+#   more6   the packaged SAM's weights (stage 6; guided masks, its refiner left out) on stage
+#           4's data for 1,500 steps (seed 9): the control of deeperdecoder6.
+#   deeperdecoder6  the same with one more two-way block in the mask decoder, started close to
+#           an identity (--add-decoder-layers 1; 2.22 M parameters, 4.5 MB in float16).
 # Every 300 steps and at its last step the run is cut (--stop-after, which keeps the whole
 # run's schedule, so the resumed run is the same run), its weights are copied out and scored
 # on the independent family's validation split (40 scenes; box, 1 point best of 3, 3
@@ -46,29 +50,48 @@
 # Measured on 2 CPU cores: more, faster and randomised ~70 min each, deeper ~90 min, pixels
 # ~80 min, short and zoomcrops ~40 min, widedecoder ~65 min and newdecoder ~55 min (two at a
 # time); widedecoder3 ~2 h with THREADS=2 (0.72 steps/s, one thread: 0.41); wide640 and
-# wide640mix ~75 min each with THREADS=2 (0.41 steps/s).
+# wide640mix ~75 min each with THREADS=2 (0.41 steps/s); more6 and deeperdecoder6 ~100 min each
+# (two at a time, 0.25-0.29 steps/s).
 set -euo pipefail
 OUT="${1:-/work/demo_limits}"
 shift || true
 ALL="more deeper pixels faster randomised short zoomcrops widedecoder newdecoder widedecoder2"
-ALL+=" newdecoder2 widedecoder3 wide640 wide640mix wide640soup"
+ALL+=" newdecoder2 widedecoder3 wide640 wide640mix wide640soup more6 deeperdecoder6"
 EXPERIMENTS=("${@:-$ALL}")
 PYTHON="${PYTHON:-python}"
 THREADS="${THREADS:-1}"
 START="$OUT/start"
+STAGE6="$OUT/stage6"
 STAGE4="${STAGE4:-/work/demo_train-dense/model}"
 mkdir -p "$OUT/zoom5"
-if [ ! -d "$START" ]; then
-    if [ ! -f "$STAGE4/config.json" ]; then
-        echo "no stage 4 weights in $STAGE4 (set STAGE4=DIR)" >&2
-        exit 2
-    fi
-    cp -r "$STAGE4" "$START"
+if [ ! -d "$STAGE6" ]; then  # the packaged SAM without its refiner, which knows only its weights
+    "$PYTHON" - "$STAGE6" <<'PY'
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from composeseg.loading import DEMO_MODEL_DIR
+
+out = Path(sys.argv[1])
+out.mkdir(parents=True)
+shutil.copy(DEMO_MODEL_DIR / "model.safetensors", out)
+config = json.loads((DEMO_MODEL_DIR / "config.json").read_text())
+config["composeseg_upsampling"] = "guided"
+(out / "config.json").write_text(json.dumps(config, indent=2))
+PY
 fi
 
 run() {  # [INIT=DIR] run NAME STEPS [flags...]: train; cut and score every 300 steps and at the end
     local name=$1 steps=$2 init=${INIT:-$START}
     shift 2
+    if [ "$init" = "$START" ] && [ ! -d "$START" ]; then
+        if [ ! -f "$STAGE4/config.json" ]; then
+            echo "no stage 4 weights in $STAGE4 (set STAGE4=DIR)" >&2
+            exit 2
+        fi
+        cp -r "$STAGE4" "$START"
+    fi
     local cuts
     cuts=$(seq 300 300 "$steps")
     ((steps % 300 == 0)) || cuts+=" $steps"
@@ -124,9 +147,12 @@ for experiment in ${EXPERIMENTS[*]}; do
         wide640) INIT="$OUT/widedecoder3-5000" run wide640 1800 --randomized 1.0 \
             --image-size 640 --seed 8 ;;
         wide640mix) INIT="$OUT/widedecoder3-5000" run wide640mix 1800 --image-size 640 --seed 8 ;;
+        more6) INIT="$STAGE6" run more6 1500 --seed 9 ;;
+        deeperdecoder6) INIT="$STAGE6" run deeperdecoder6 1500 --seed 9 --add-decoder-layers 1 ;;
         wide640soup) soup wide640soup-1800 "$OUT/widedecoder3-5000" "$OUT/wide640-1800" 0.5 ;;
         *) echo "unknown experiment $experiment (more, deeper, pixels, faster, randomised," \
-               "short, zoomcrops, widedecoder(2, 3), newdecoder(2), wide640(mix, soup))" >&2
+               "short, zoomcrops, widedecoder(2, 3), newdecoder(2), wide640(mix, soup)," \
+               "more6, deeperdecoder6)" >&2
             exit 2 ;;
     esac
 done

@@ -81,6 +81,14 @@ def register(subparsers: Any) -> None:
         "(composeseg.train.grow), so fine-tuning starts from the model's own quality",
     )
     model.add_argument(
+        "--add-decoder-layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --init: append N two-way blocks to the mask decoder that start close to "
+        "identities (composeseg.train.grow)",
+    )
+    model.add_argument(
         "--decoder-width",
         type=int,
         default=0,
@@ -187,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.add_encoder_layers and not args.init:
         raise ValueError("--add-encoder-layers needs --init (a trained model to deepen)")
+    if args.add_decoder_layers and not args.init:
+        raise ValueError("--add-decoder-layers needs --init (a trained model to deepen)")
     if args.decoder_width and not args.init:
         raise ValueError("--decoder-width needs --init (a trained image encoder to keep)")
     if args.init:
@@ -207,6 +217,10 @@ def run(args: argparse.Namespace) -> int:
         from composeseg.train.grow import rebuild_decoder
 
         model = rebuild_decoder(model, args.decoder_width, seed=config.seed)
+    if args.add_decoder_layers:
+        from composeseg.train.grow import deepen_decoder
+
+        model = deepen_decoder(model, args.add_decoder_layers, seed=config.seed)
     from composeseg.device import pick_device
 
     device = str(pick_device(args.device))

@@ -1,4 +1,5 @@
 """deepen_encoder: appended encoder blocks start as identities, then train like any other.
+deepen_decoder: appended two-way blocks start close to identities.
 rebuild_decoder: a new decoder width on the same encoder trunk."""
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ import torch
 from transformers import SamModel
 
 from composeseg.configs import validate_sam_config
+from composeseg.loading import load_sam
 from composeseg.tiny import build_model, tiny_sam_config
-from composeseg.train.grow import deepen_encoder, rebuild_decoder
+from composeseg.train.grow import deepen_decoder, deepen_encoder, rebuild_decoder
 from composeseg.train.model import decode, encode
 
 
@@ -56,6 +58,44 @@ def test_new_blocks_are_trainable_and_seeded(small: SamModel) -> None:
 def test_bad_layer_counts(small: SamModel, layers: int) -> None:
     with pytest.raises(ValueError, match=f"layers must be >= 1, got {layers}"):
         deepen_encoder(small, layers)
+
+
+def _box_logits(model: SamModel, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    pixels = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        embeddings = encode(model, pixels)
+        box = torch.tensor([[50.0, 60.0, 150.0, 145.0]]) * size / 256
+        return decode(model, embeddings, boxes=box)
+
+
+def test_deeper_decoder_starts_close_to_the_model() -> None:
+    # the packaged demo SAM: trained norms and logits of a real scale, unlike a fresh tiny model
+    trained = load_sam(device="cpu").model.float().eval()
+    deeper = deepen_decoder(trained, 2, seed=4)
+    old = trained.config.mask_decoder_config.num_hidden_layers
+    assert deeper.config.mask_decoder_config.num_hidden_layers == old + 2
+    validate_sam_config(deeper.config)
+    assert len(trained.mask_decoder.transformer.layers) == old  # the input model is untouched
+    for block in deeper.mask_decoder.transformer.layers[old:]:
+        assert block.mlp.lin1.weight.std() > 0.01  # PyTorch's default init
+    size = trained.config.vision_config.image_size
+    (want, want_iou), (got, got_iou) = _box_logits(trained, size), _box_logits(deeper, size)
+    # measured 1.0 %; a block whose MLP or attention output starts non-zero moves them 5-8 %
+    assert (got - want).abs().mean() < 0.025 * want.abs().mean()
+    assert ((got > 0) != (want > 0)).float().mean() < 0.002
+    torch.testing.assert_close(got_iou, want_iou, rtol=0.01, atol=0.01)
+
+
+def test_deeper_decoder_blocks_learn(small: SamModel) -> None:
+    deeper = deepen_decoder(small, 1).train()
+    embeddings = encode(deeper, torch.randn(1, 3, 128, 128)).detach()
+    logits, _ = decode(deeper, embeddings, boxes=torch.tensor([[10.0, 20.0, 70.0, 90.0]]))
+    logits.square().mean().backward()
+    block = deeper.mask_decoder.transformer.layers[-1]
+    for weight in (block.mlp.lin2.weight, block.cross_attn_token_to_image.out_proj.weight):
+        assert weight.grad is not None and weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="layers must be >= 1, got 0"):
+        deepen_decoder(small, 0)
 
 
 def test_rebuilt_decoder_keeps_the_trunk_at_a_new_width(small: SamModel) -> None:

@@ -89,6 +89,14 @@ def test_deepened_encoder_trains_from_the_cli(coco_folder: Path, tmp_path: Path)
     assert new_block.mlp.lin2.weight.abs().sum() > 0  # left its zero start: it was trained
 
 
+def test_deepened_decoder_trains_from_the_cli(coco_folder: Path, tmp_path: Path) -> None:
+    start, trained = _grow_on_the_cli(coco_folder, tmp_path, "--add-decoder-layers", "1")
+    layers = start.config.mask_decoder_config.num_hidden_layers
+    assert trained.config.mask_decoder_config.num_hidden_layers == layers + 1
+    new_block = trained.mask_decoder.transformer.layers[layers]
+    assert new_block.mlp.lin2.weight.abs().sum() > 0  # left its zero start: it was trained
+
+
 def test_rebuilt_decoder_trains_from_the_cli(coco_folder: Path, tmp_path: Path) -> None:
     start, trained = _grow_on_the_cli(coco_folder, tmp_path, "--decoder-width", "64")
     assert start.config.mask_decoder_config.hidden_size == 32
@@ -112,6 +120,7 @@ def test_rebuilt_decoder_trains_from_the_cli(coco_folder: Path, tmp_path: Path) 
         (["train", "--synthetic", "--zoom-crops", "2", "-o", "x"], "zoom_crops must be"),
         (["train", "--synthetic", "--add-encoder-layers", "2", "-o", "x"], "needs --init"),
         (["train", "--synthetic", "--decoder-width", "128", "-o", "x"], "needs --init"),
+        (["train", "--synthetic", "--add-decoder-layers", "1", "-o", "x"], "needs --init"),
     ],
 )
 def test_bad_arguments_fail_with_a_message(
