@@ -71,8 +71,9 @@ def decode_box_fitted(
             prompt.
 
     Returns:
-        ``(N, M, M)`` low-res logits (the model's mask frame; :meth:`Sam.masks_from_logits`
-        takes them to the image) and ``(N,)`` predicted IoU, float32 tensors on ``sam.device``.
+        ``(N, 1, M, M)`` low-res logits (the model's mask frame; :meth:`Sam.masks_from_logits`
+        takes them to the image) and ``(N, 1)`` predicted IoU, float32 tensors on
+        ``sam.device``: the shapes of :meth:`Sam.decode_low_res`'s single mask.
     """
     logits, scores = sam.decode_low_res(embedding, prompts)
     index = torch.zeros(len(prompts), dtype=torch.long, device=logits.device)
@@ -83,8 +84,7 @@ def decode_box_fitted(
         fit = mask_box_iou(logits > 0, low_res_boxes(sam, prompts, embedding))
         index = (scores + FIT_WEIGHT * fit).argmax(dim=1)
     rows = torch.arange(len(prompts), device=logits.device)
-    best, best_score = logits[rows, index], scores[rows, index]
+    best, best_score = logits[rows, index, None], scores[rows, index, None]
     if refine and len(prompts):
-        logits, scores = sam.decode_low_res(embedding, prompts, mask_logits=best)
-        best, best_score = logits[:, 0], scores[:, 0]
+        return sam.decode_low_res(embedding, prompts, mask_logits=best[:, 0])
     return best, best_score

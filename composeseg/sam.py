@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from composeseg.backends.base import Backend, DecoderPrompts
+from composeseg.box_fit import check_box_fit, decode_box_fitted
 from composeseg.geometry import clip_boxes
 from composeseg.image import ImageSource, load_image
 from composeseg.prediction import ImageEmbedding, MaskPrediction
@@ -199,10 +200,7 @@ class Sam:
         """
         if output not in ("mask", "rle"):
             raise ValueError(f"output must be 'mask' or 'rle', got {output!r}")
-        if box_fit:
-            from composeseg.box_fit import check_box_fit
-
-            check_box_fit(box_fit, multimask)
+        check_box_fit(box_fit, multimask)
         embedding = self._as_embedding(image_or_embedding)
         batch = fit_to_image(
             as_prompts(
@@ -220,10 +218,7 @@ class Sam:
         bar = progress_bar(total=2 * len(batch), desc="segment", unit="obj", enabled=progress)
         try:
             if box_fit:
-                from composeseg.box_fit import decode_box_fitted
-
-                best, best_scores = decode_box_fitted(self, embedding, batch)
-                logits, scores = best[:, None], best_scores[:, None]
+                logits, scores = decode_box_fitted(self, embedding, batch)
                 bar.update(len(batch))
             else:
                 logits, scores = self.decode_low_res(embedding, batch, multimask=multimask, bar=bar)

@@ -240,8 +240,7 @@ def _decode_window(
     size = (int(pixels.shape[0]), int(pixels.shape[1]))
     prompts = fit_to_image(prompts, size)
     if box_fit:  # segment_zoomed refused it with multimask
-        best, score = decode_box_fitted(sam, embedding, prompts, refine=refine)
-        low, iou = best[:, None], score[:, None]
+        low, iou = decode_box_fitted(sam, embedding, prompts, refine=refine)
     else:
         low, iou = sam.decode_low_res(embedding, prompts, multimask=multimask)
         if refine and not multimask:

@@ -190,21 +190,21 @@ class InstanceSegmentation(Runnable):
         from composeseg.box_fit import decode_box_fitted
 
         cfg = self.config
+        # best: (N, 1, M, M) low-res logits, best_score: (N, 1), as decode_low_res gives them
         if cfg.mask_selection == "box_fit":
             best, best_score = decode_box_fitted(self.sam, embedding, prompts, refine=cfg.refine)
         else:
             logits, scores = self.sam.decode_low_res(embedding, prompts, multimask=cfg.multimask)
             index = self._select(logits, scores, prompts, embedding)
             rows = torch.arange(len(prompts), device=logits.device)
-            best, best_score = logits[rows, index], scores[rows, index]
+            best, best_score = logits[rows, index, None], scores[rows, index, None]
             if cfg.refine:
                 # the best logits go back as the mask prompt, staying on the device
-                logits, scores = self.sam.decode_low_res(
-                    embedding, prompts, multimask=False, mask_logits=best
+                best, best_score = self.sam.decode_low_res(
+                    embedding, prompts, multimask=False, mask_logits=best[:, 0]
                 )
-                best, best_score = logits[:, 0], scores[:, 0]
-        masks = self.sam.masks_from_logits(best[:, None], embedding)[:, 0]
-        return masks, best_score.float().cpu().numpy()
+        masks = self.sam.masks_from_logits(best, embedding)[:, 0]
+        return masks, best_score[:, 0].float().cpu().numpy()
 
     def _zoomed(
         self, rgb: np.ndarray, prompts: Prompts, embedding: ImageEmbedding | None, zoom: float

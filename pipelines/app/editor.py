@@ -217,8 +217,7 @@ def predict_step(
         # a fresh box: the one of SAM's masks that fits it (composeseg.box_fit)
         from composeseg.box_fit import decode_box_fitted
 
-        best, best_score = decode_box_fitted(sam, embedding, prompts)
-        logits, scores = best[:, None], best_score[:, None]
+        logits, scores = decode_box_fitted(sam, embedding, prompts)
     else:
         logits, scores = sam.decode_low_res(
             embedding, prompts, multimask=multimask, mask_logits=mask_logits

@@ -59,8 +59,8 @@ def test_the_candidate_that_fits_the_box_wins_over_a_more_confident_one() -> Non
     sam = StubSam()
     box = Prompts(boxes=np.array([[16, 16, 32, 48]], np.float32))  # cells 4..8 x 4..12
     logits, scores = decode_box_fitted(sam, EMBEDDING, box, refine=False)  # type: ignore[arg-type]
-    torch.testing.assert_close(logits[0], FIT)
-    assert scores.tolist() == [pytest.approx(0.6)]
+    torch.testing.assert_close(logits[0, 0], FIT)
+    assert scores.tolist() == [[pytest.approx(0.6)]]
     assert [c["multimask"] for c in sam.calls] == [False, True]
 
 
@@ -69,15 +69,15 @@ def test_refinement_feeds_the_chosen_logits_back() -> None:
     box = Prompts(boxes=np.array([[16, 16, 32, 48]], np.float32))
     logits, scores = decode_box_fitted(sam, EMBEDDING, box)  # type: ignore[arg-type]
     torch.testing.assert_close(sam.calls[-1]["mask_logits"][0], FIT)
-    torch.testing.assert_close(logits[0], FIT + 1.0)
-    assert scores.tolist() == [0.5]
+    torch.testing.assert_close(logits[0, 0], FIT + 1.0)
+    assert scores.tolist() == [[0.5]]
 
 
 def test_without_a_box_the_single_mask_stays() -> None:
     sam = StubSam()
     points = Prompts(points=np.array([[[24, 30]]], np.float32), point_labels=np.array([[1]]))
     logits, _ = decode_box_fitted(sam, EMBEDDING, points, refine=False)  # type: ignore[arg-type]
-    torch.testing.assert_close(logits[0], UNION)
+    torch.testing.assert_close(logits[0, 0], UNION)
     assert [c["multimask"] for c in sam.calls] == [False]  # no candidates to weigh
 
 
@@ -93,7 +93,7 @@ def test_box_fit_on_a_real_sam(tiny_sam, rgb_image) -> None:  # type: ignore[no-
     assert fitted.masks.shape == (2, 1, 90, 140) and fitted.scores.shape == (2, 1)
     embedding = tiny_sam.embed(rgb_image)
     logits, scores = decode_box_fitted(tiny_sam, embedding, fitted.prompts)
-    np.testing.assert_allclose(fitted.logits[:, 0], logits.numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(fitted.scores[:, 0], scores.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(fitted.logits, logits.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fitted.scores, scores.numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="box_fit keeps one mask"):
         tiny_sam.segment(embedding, boxes=boxes, box_fit=True, multimask=True)
