@@ -16,6 +16,11 @@ class SamBackend(Backend):
     def image_size(self) -> int:
         return int(self.model.config.vision_config.image_size)
 
+    @property
+    def mask_size(self) -> int:
+        # 4x the image embedding, whatever the patch (the demo presets train 8 px ones too)
+        return 4 * int(self.model.config.prompt_encoder_config.image_embedding_size)
+
     def encode(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (self.model.get_image_embeddings(pixel_values),)
 

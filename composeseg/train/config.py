@@ -44,6 +44,9 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints (0: only at the end).
         seed: seeds data order, prompt sampling and (from scratch) the initial weights.
         num_threads: torch intra-op threads (0 leaves torch's default).
+        data_workers: processes that build the next steps' batches while this one trains
+            (0: the training process builds each; any count gives the same run,
+            :mod:`composeseg.train.batches`).
         save_dtype: ``"float32"`` or ``"float16"`` for the exported ``save_pretrained`` weights.
     """
 
@@ -70,6 +73,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     seed: int = 0
     num_threads: int = 0
+    data_workers: int = 0
     save_dtype: str = "float32"
 
     def __post_init__(self) -> None:
@@ -81,6 +85,7 @@ class TrainConfig:
             "checkpoint_every",
             "seed",
             "num_threads",
+            "data_workers",
         )
         for name in positive + non_negative:
             value = getattr(self, name)

@@ -142,7 +142,8 @@ def rebuild_decoder(model: SamModel, width: int, seed: int = 0) -> SamModel:
     prompt encoder and the mask decoder are built at ``width`` channels (decoder MLP ``4 *
     width``, IoU head ``width``) and initialised as a model trained from scratch is
     (:func:`composeseg.train.model.init_for_training`). Image embeddings become ``(width,
-    S/16, S/16)``; everything else (frame, patch size, heads, layer counts) stays.
+    S/P, S/P)`` (P: the patch side); everything else (frame, patch size, heads, layer counts)
+    stays.
 
     Args:
         model: a transformers ``SamModel`` (SAM / SlimSAM).

@@ -24,8 +24,9 @@ from transformers import SamModel
 from composeseg.errors import first_line
 from composeseg.io import atomic_write, write_json
 from composeseg.refiner import MaskRefiner, save_refiner
+from composeseg.train.batches import iter_batches
 from composeseg.train.config import TrainConfig
-from composeseg.train.data import Prepared, SampleSource, TrainSample, augment, prepare
+from composeseg.train.data import Prepared, SampleSource
 from composeseg.train.model import check_trainable, encode, frame_size, freeze_fourier_matrix
 from composeseg.train.step import training_loss
 
@@ -36,7 +37,9 @@ HISTORY_NAME = "history.json"
 _LOG_EVERY = 25  # steps between log lines when the progress bar is off
 _CACHE_BYTES = 1 << 30  # frozen-encoder embedding cache cap
 # fields that may change when a run is resumed (they do not change what a step computes)
-_RESUMABLE_CHANGES = frozenset({"steps", "val_every", "checkpoint_every", "num_threads"})
+_RESUMABLE_CHANGES = frozenset(
+    {"steps", "val_every", "checkpoint_every", "num_threads", "data_workers"}
+)
 
 
 @dataclass
@@ -173,16 +176,6 @@ def _pixels(model: SamModel, batch: list[Prepared]) -> torch.Tensor:
     return torch.stack([p.pixels for p in batch]).to(parameter.device, parameter.dtype)
 
 
-def _batch(
-    source: SampleSource, config: TrainConfig, step: int, size: int
-) -> tuple[list[Prepared], np.random.Generator]:
-    rng = np.random.default_rng([config.seed, step])
-    samples: list[TrainSample] = [source.train_sample(rng) for _ in range(config.batch_images)]
-    if config.augment and not config.freeze_image_encoder:
-        samples = [augment(s, rng, config.zoom_crops) for s in samples]
-    return [prepare(s, size) for s in samples], rng
-
-
 def train(
     model: SamModel,
     source: SampleSource,
@@ -249,8 +242,7 @@ def train(
     bar = _progress(start, config.steps, progress)
     began, loss_ema, iou_ema = time.time(), float("nan"), float("nan")
     losses: list[float] = []
-    for step in range(start, end):
-        batch, rng = _batch(source, config, step, size)
+    for step, (batch, rng) in enumerate(iter_batches(source, config, size, start, end), start):
         if cache is not None:
             embeddings = cache.get(model, batch)
         else:

@@ -92,7 +92,8 @@ def frame_size(model: SamModel) -> int:
 
 
 def encode(model: SamModel, pixels: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, S, S)`` normalised pixels -> ``(B, C, S/16, S/16)`` image embeddings, with grad."""
+    """``(B, 3, S, S)`` normalised pixels -> ``(B, C, S/P, S/P)`` image embeddings (P: the
+    patch side), with grad."""
     return model.vision_encoder(pixels).last_hidden_state
 
 
@@ -140,16 +141,42 @@ DEMO_MODEL_SIZES: dict[str, int | tuple[int, ...]] = {
 """The embedded demo model: 16 x 16 tokens of a 256 px frame, low-res masks 64 x 64."""
 
 
-def model_preset(name: str) -> SamConfig:
-    """``"demo"`` (the embedded demo model's architecture) or ``"tiny"`` (tests)."""
+def model_preset(name: str, patch_size: int | None = None) -> SamConfig:
+    """``"demo"`` (the embedded demo model's architecture) or ``"tiny"`` (tests).
+
+    Args:
+        patch_size: the image encoder's patch side in pixels instead of the preset's (16). The
+            image embedding and the low-res masks grow as the patch shrinks: 8 px patches give
+            four times the tokens of a frame (the windows keep their size in tokens, so they
+            cover a quarter of the pixels).
+
+    Raises:
+        ValueError: an unknown preset, or a patch that does not divide the preset's frame.
+    """
     from composeseg.configs import sam_config
     from composeseg.tiny import tiny_sam_config
 
     if name == "demo":
-        return sam_config(**DEMO_MODEL_SIZES)  # type: ignore[arg-type]
-    if name == "tiny":
-        return tiny_sam_config()
-    raise ValueError(f"unknown model preset {name!r}; expected 'demo' or 'tiny'")
+        config = sam_config(**DEMO_MODEL_SIZES)  # type: ignore[arg-type]
+    elif name == "tiny":
+        config = tiny_sam_config()
+    else:
+        raise ValueError(f"unknown model preset {name!r}; expected 'demo' or 'tiny'")
+    if patch_size is None:
+        return config
+    vision: Any = config.vision_config
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+        raise ValueError(f"patch_size must be an int >= 1, got {patch_size!r}")
+    if vision.image_size % patch_size:
+        raise ValueError(
+            f"patch_size {patch_size} does not divide the {name} preset's "
+            f"{vision.image_size} px frame"
+        )
+    vision.patch_size = patch_size
+    prompt: Any = config.prompt_encoder_config
+    prompt.patch_size = patch_size
+    prompt.image_embedding_size = vision.image_size // patch_size
+    return config
 
 
 def build_model_for_training(config: SamConfig, seed: int = 0) -> SamModel:

@@ -94,7 +94,16 @@ def register(subparsers: Any) -> None:
         default=0,
         metavar="C",
         help="with --init: keep its image-encoder blocks and start a new neck, prompt encoder "
-        "and mask decoder with C channels (composeseg.train.grow)",
+        "and mask decoder with C channels (composeseg.train.grow); from scratch: the "
+        "preset's with C decoder channels",
+    )
+    model.add_argument(
+        "--patch-size",
+        type=int,
+        default=0,
+        metavar="P",
+        help="from scratch: image-encoder patches of P px instead of the preset's 16 (8: four "
+        "times the tokens, for small objects)",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     parser.add_argument("--resume", action="store_true", help="continue OUTDIR/checkpoint.pt")
@@ -123,6 +132,7 @@ def register(subparsers: Any) -> None:
         ("checkpoint_every", int, "steps between checkpoints"),
         ("seed", int, "seed of data, prompts and initial weights"),
         ("threads", int, "torch threads (0: torch default)"),
+        ("data_workers", int, "processes building the next batches (0: none; same run)"),
     ):
         field = "num_threads" if name == "threads" else name
         hyper.add_argument(
@@ -181,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
         num_threads=args.num_threads,
+        data_workers=args.data_workers,
         save_dtype=args.save_dtype,
     )
     if config.num_threads:
@@ -197,14 +208,18 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--add-encoder-layers needs --init (a trained model to deepen)")
     if args.add_decoder_layers and not args.init:
         raise ValueError("--add-decoder-layers needs --init (a trained model to deepen)")
-    if args.decoder_width and not args.init:
-        raise ValueError("--decoder-width needs --init (a trained image encoder to keep)")
+    if args.patch_size and args.init:
+        raise ValueError(
+            "--patch-size builds a model from scratch; a trained patch embedding does not "
+            "convert to another patch size (drop --init)"
+        )
     if args.init:
         from composeseg.loading import load_sam
 
         model = check_trainable(load_sam(args.init, device="cpu").model)
     else:
-        model = build_model_for_training(model_preset(args.model_config), seed=config.seed)
+        preset = model_preset(args.model_config, patch_size=args.patch_size or None)
+        model = build_model_for_training(preset, seed=config.seed)
     if args.image_size:
         from composeseg.train.resize import resize_input
 

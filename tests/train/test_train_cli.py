@@ -104,6 +104,24 @@ def test_rebuilt_decoder_trains_from_the_cli(coco_folder: Path, tmp_path: Path) 
     assert trained.vision_encoder.neck.conv1.out_channels == 64
 
 
+def test_a_finer_patch_model_trains_from_scratch(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = [
+        "train", "--synthetic", "--model-config", "tiny", "--patch-size", "8",
+        "--decoder-width", "16", "--data-workers", "1", "-o", str(out),
+        "--steps", "2", "--batch-images", "1", "--prompts-per-image", "2",
+        "--interactive-rounds", "0", "--val-images", "1", "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    sam = load_sam(out / "model", device="cpu")
+    assert sam.model.config.vision_config.patch_size == 8
+    assert sam.model.config.mask_decoder_config.hidden_size == 16
+    embedding = sam.embed(torch.zeros(3, 128, 128, dtype=torch.uint8).permute(1, 2, 0).numpy())
+    assert tuple(embedding.features[0].shape[-3:]) == (16, 16, 16)  # 128 px / 8, 16 channels
+    masks = sam.segment(embedding, boxes=[10, 10, 60, 50])
+    assert masks.logits.shape[-2:] == (64, 64)  # low-res masks: 4 x the finer grid
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -119,7 +137,8 @@ def test_rebuilt_decoder_trains_from_the_cli(coco_folder: Path, tmp_path: Path) 
         (["train", "--synthetic", "--dense-layouts", "-o", "x"], "--randomized scenes only"),
         (["train", "--synthetic", "--zoom-crops", "2", "-o", "x"], "zoom_crops must be"),
         (["train", "--synthetic", "--add-encoder-layers", "2", "-o", "x"], "needs --init"),
-        (["train", "--synthetic", "--decoder-width", "128", "-o", "x"], "needs --init"),
+        (["train", "--synthetic", "--init", "m", "--patch-size", "8", "-o", "x"], "from scratch"),
+        (["train", "--synthetic", "--patch-size", "7", "-o", "x"], "does not divide"),
         (["train", "--synthetic", "--add-decoder-layers", "1", "-o", "x"], "needs --init"),
     ],
 )

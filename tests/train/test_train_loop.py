@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -95,6 +96,34 @@ def test_stop_after_cuts_a_run_that_resume_finishes_identically(tmp_path: Path) 
     assert all(torch.allclose(final[k], again[k], atol=1e-6) for k in final)
     with pytest.raises(ValueError, match="stop_after"):
         _run(tmp_path / "zero", stop_after=0)
+
+
+def test_data_workers_give_the_same_run(tmp_path: Path) -> None:
+    alone = _run(tmp_path / "alone")
+    helped = _run(tmp_path / "helped", data_workers=2)
+    assert helped.losses == pytest.approx(alone.losses, rel=1e-6)
+    # a resumed run may take another worker count: it does not change what a step computes
+    _run(tmp_path / "cut", stop_after=2, data_workers=1)
+    resumed = _run(tmp_path / "cut", resume=True)
+    assert resumed.losses[0] == pytest.approx(alone.losses[2], rel=1e-5)
+
+
+class _BrokenSource(SyntheticSource):
+    def train_sample(self, rng: np.random.Generator) -> Any:
+        raise ValueError("scene 7 cannot be drawn")
+
+
+def test_a_worker_error_stops_the_run_with_its_message(tmp_path: Path) -> None:
+    broken = _BrokenSource(**{k: getattr(SOURCE, k) for k in ("scene_config", "min_side")})
+    with pytest.raises(ValueError, match="scene 7 cannot be drawn"):
+        train(
+            build_model_for_training(tiny_sam_config(), seed=0),
+            broken,
+            CONFIG.replace(data_workers=1),
+            tmp_path,
+            progress=False,
+            log=lambda _: None,
+        )
 
 
 def test_learning_rate_warms_up_then_decays() -> None:

@@ -81,3 +81,15 @@ def test_demo_preset_fits_the_size_budget() -> None:
     assert sum(p.numel() for p in model.parameters()) * 2 < 8 * 2**20  # float16 bytes
     with pytest.raises(ValueError, match="unknown model preset"):
         model_preset("huge")
+
+
+def test_a_finer_patch_preset_has_four_times_the_tokens() -> None:
+    config = model_preset("demo", patch_size=8)
+    model = build_model_for_training(config)
+    embedding = model.vision_encoder(torch.zeros(1, 3, 256, 256)).last_hidden_state
+    assert tuple(embedding.shape) == (1, 64, 32, 32)  # 256 px / 8 (16 px patches: 16 x 16)
+    assert config.prompt_encoder_config.image_embedding_size == 32
+    with pytest.raises(ValueError, match="does not divide"):
+        model_preset("demo", patch_size=24)
+    with pytest.raises(ValueError, match="patch_size must be"):
+        model_preset("demo", patch_size=0)
