@@ -15,11 +15,13 @@
 # short there, so each run gets WORKERS processes that build its batches (default 6; scene
 # generation builds a batch of 4 in ~70 ms on one core). On 2 CPU cores, a pilot at 256 px:
 #   FRAME=256 DEVICE=cpu WORKERS=0 benchmarks/demo_patches.sh /tmp/patches 1500
+# took 22 min for 16 px and 64 min for 8 px patches (two runs at once, one thread each).
 # On a lent GPU machine (offline; its python3 has torch, transformers, OpenCV and SciPy), first
 #   python3 -m pip install -q --no-deps --no-build-isolation -e . && export PYTHON=python3
-# Reruns resume each run from its checkpoint (every 250 steps) and skip what is scored. The 8 px
-# model at 512 px has 2.28 M parameters (4.3 MB in float16, its larger position embedding; the size budget is
-# 5 MB), the 16 px one 1.95 M (3.7 MB), as packaged. Logs: OUTDIR/patchP.log, OUTDIR/eval.log.
+# Reruns resume each run from its checkpoint (every 250 steps) and skip what is scored.
+# The 8 px model at 512 px has 2.28 M parameters (4.3 MB in float16, for its larger position
+# embedding; the size budget is 5 MB), the 16 px one 1.95 M (3.7 MB), as packaged. Logs:
+# OUTDIR/patchP.log and OUTDIR/eval.log.
 set -euo pipefail
 OUT="${1:-/work/demo_patches}"
 STEPS="${2:-6000}"
