@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -116,8 +117,8 @@ def test_a_finer_patch_model_trains_from_scratch(tmp_path: Path) -> None:
     sam = load_sam(out / "model", device="cpu")
     assert sam.model.config.vision_config.patch_size == 8
     assert sam.model.config.mask_decoder_config.hidden_size == 16
-    embedding = sam.embed(torch.zeros(3, 128, 128, dtype=torch.uint8).permute(1, 2, 0).numpy())
-    assert tuple(embedding.features[0].shape[-3:]) == (16, 16, 16)  # 128 px / 8, 16 channels
+    embedding = sam.embed(np.zeros((128, 128, 3), np.uint8))
+    assert tuple(embedding.features[0].shape) == (1, 16, 16, 16)  # 16 channels, 128 px / 8
     masks = sam.segment(embedding, boxes=[10, 10, 60, 50])
     assert masks.logits.shape[-2:] == (64, 64)  # low-res masks: 4 x the finer grid
 
